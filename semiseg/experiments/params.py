@@ -1,0 +1,99 @@
+"""Run parameters: the inputs from which a run config and its name are derived.
+
+Defaults are those of the SemiVL release (spec §1.1); an experiment run is these defaults plus a
+small dict of overrides. `config.build_config` and `naming.run_name` turn them into the config.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .schema import ENGINE_OPTIONS
+
+
+@dataclass(frozen=True)
+class RunParams:
+    """Everything that defines one run (spec §1.1), plus the engine options it sets."""
+
+    exp_id: int                                        # experiment id (required)
+    # --- schedule / hardware
+    gpu_model: str = 'a100'                            # recorded only
+    n_gpus: int = 4                                    # GPUs per node the run was designed for
+    n_nodes: int = 1                                   # recorded only; the launcher ignores it
+    batch_size: int = 2                                # images per GPU (labeled and unlabeled each)
+    epochs: int | None = 80                            # training epochs (None when iters is set)
+    iters: int | None = None                           # total iterations (overrides epochs)
+    scheduler_max_iters: int | None = None             # poly schedule length if not total_iters
+    # --- data
+    dataset: str = 'pascal'                            # pascal, cityscapes, coco, ade, toy
+    split: str = '92'                                  # split folder name under splits/
+    img_scale: list[int] | None = field(default_factory=lambda: [2048, 512])  # train resize scale
+    scale_ratio_range: tuple[float, float] = (0.5, 2.0)  # random rescale range
+    crop_size: int = 512                               # square training crop
+    labeled_photometric_distortion: bool = False       # photometric aug on labeled images
+    renorm_clip_img: bool = False                      # re-normalise input to CLIP statistics
+    # --- model
+    model: str = 'mmseg.zegclip-vitb'                  # model config name (always overridden)
+    text_embedding_variant: str = 'single'             # class text embedding variant
+    mcc_text: str = 'same'                             # MaskCLIP guidance text ('same': as above)
+    pl_text: str = 'same'                              # pseudo-label text ('same': as above)
+    clip_encoder: str = 'mcvit16'                      # guidance encoder used when lambda != 0
+    # --- method
+    method: str = 'semivl'                             # semivl, unimatch, supervised
+    use_fp: bool = True                                # UniMatch feature perturbation
+    conf_mode: str = 'pixelwise'                       # pixelwise, pixelratio, pixelavg
+    conf_thresh: float = 0.95                          # pseudo-label confidence threshold
+    pleval: bool = True                                # pseudo-labels from an eval-mode forward
+    disable_dropout: bool = True                       # no dropout in the training forwards
+    fp_rate: float = 0.5                               # feature-perturbation dropout rate
+    maskclip_consistency_lambda: float | list[float] = 0  # MCC weight, scalar or [start, end]
+    maskclip_class_filter: int | None = None           # class-filter preset (1 or 2)
+    mcc_conf_thresh: float = 0.75                      # MaskCLIP guidance confidence threshold
+    mcc_loss_reduce: str = 'mean'                      # mean, mean_valid, mean_all
+    mcc_fix_resize_pos: bool = False                   # fixed pos-embed resize for crop != 512
+    criterion: str = 'mmseg'                           # labeled loss: mmseg, CELoss, OHEM
+    criterion_u: str = 'mmseg'                         # unlabeled loss: mmseg, CELoss
+    # --- optimizer
+    opt: str = 'adamw'                                 # adamw or original (SGD-style keys)
+    lr: float = 1e-4                                   # base learning rate
+    backbone_lr_mult: float = 10.0                     # backbone lr multiplier
+    conv_enc_lr_mult: float = 1.0                      # conv encoder lr multiplier
+    warmup_iters: int = 0                              # linear warmup iterations
+    # --- evaluation
+    eval_mode: str = 'zegclip_sliding_window'          # original, sliding_window, zegclip_sliding_window
+    eval_every: int = 1                                # evaluate every n epochs (and at the end)
+    nccl_p2p_disable: bool = False                     # recorded only
+    # --- ours
+    options: dict[str, Any] = field(default_factory=dict)  # engine options set by this run
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.options) - set(ENGINE_OPTIONS))
+        if unknown:
+            raise ValueError(f'unknown engine option(s) {", ".join(unknown)}; '
+                             f'known: {", ".join(ENGINE_OPTIONS)}')
+        if self.epochs is not None and self.iters is not None:
+            raise ValueError(f'run sets both epochs ({self.epochs}) and iters ({self.iters}); '
+                             f'set epochs=None when using iters')
+
+
+def make_params(exp_id: int, overrides: dict[str, Any]) -> RunParams:
+    """RunParams from the defaults plus `overrides`, rejecting unknown names."""
+    names = {f.name for f in dataclasses.fields(RunParams)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f'unknown run parameter(s) {", ".join(unknown)}; known: {", ".join(sorted(names))}')
+    return RunParams(exp_id=exp_id, **overrides)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment: an id, a one-line description and the overrides of each run, in order."""
+
+    exp_id: int                             # the id given to --exp
+    description: str                        # one line shown by --list
+    runs: tuple[dict[str, Any], ...]        # per run: overrides of the RunParams defaults
+
+    def params(self) -> list[RunParams]:
+        """The RunParams of every run, in run-index order."""
+        return [make_params(self.exp_id, overrides) for overrides in self.runs]
