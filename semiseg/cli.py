@@ -1,0 +1,266 @@
+"""`python experiments.py`: select runs of an experiment, write their configs, launch them.
+
+Everything the user typed is validated before anything is written: a bad experiment id, run spec,
+override or Slurm option ends with a one-line error and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, NoReturn
+
+from semiseg.experiments import get_experiment, get_runs, list_experiments
+from semiseg.experiments.io import generated_config_dir, save_experiment_configs
+from semiseg.experiments.overrides import OverrideError, apply_overrides, parse_cfg_options
+from semiseg.experiments.registry import UnknownExperiment
+from semiseg.experiments.selection import SPEC_HELP, RunSpecError, parse_run_spec
+from semiseg.launch.local import LaunchError
+from semiseg.launch.options import SlurmOptions, SlurmOptionsError, build_slurm_options
+from semiseg.launch.rundir import find_finished, find_resumable, run_dir_path
+
+log = logging.getLogger('semiseg.cli')
+
+LAUNCHERS = ('local', 'slurm', 'debug')
+# Slurm flags -> SlurmOptions fields (flag dest == field name)
+SLURM_FLAGS = ('partition', 'time_min', 'account', 'qos', 'constraint', 'mem_gb', 'nodes',
+               'gpus_per_node', 'cpus_per_task', 'array_parallelism', 'extra_sbatch')
+
+
+class UsageError(ValueError):
+    """Bad command-line input; reported in one line with exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage dump) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f'{self.prog}: error: {message} (see --help)\n')
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The experiments.py argument parser."""
+    p = _Parser(prog='experiments.py', description=__doc__.splitlines()[0],
+                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument('--exp', type=int, help='experiment id (see --list)')
+    p.add_argument('--run', help=f'runs to use: {SPEC_HELP}')
+    p.add_argument('--list', action='store_true',
+                   help='list experiments; with --exp, list the runs of that experiment')
+    p.add_argument('--dry-run', action='store_true',
+                   help='write the configs and print the launch command of each run; run nothing')
+    p.add_argument('--ngpus', type=int, help="GPUs per run (default: the run's n_gpus)")
+    p.add_argument('--data-root', help='folder holding the datasets (default: $SEMISEG_DATA or ~/data)')
+    p.add_argument('--launcher', default='local', choices=LAUNCHERS,
+                   help='local: this machine; slurm: submitit jobs; debug: submitit in this process')
+    p.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
+                   help='override config keys or engine options, e.g. epochs=2 optimizer.lr=1e-3')
+    p.add_argument('--resume', action='store_true',
+                   help='resume the unfinished run folder of each selected config (error if none)')
+    p.add_argument('--force', action='store_true',
+                   help='train again in a new run folder even if this config already finished')
+    p.add_argument('--status', action='store_true', help='show the state of the runs and exit')
+    p.add_argument('--exp-root', default='exp', type=Path, help='root of the run folders')
+    s = p.add_argument_group('Slurm (with --launcher slurm|debug)')
+    s.add_argument('--partition', help='Slurm partition')
+    s.add_argument('--time-min', type=int, help='wall-time limit per job in minutes')
+    s.add_argument('--account', help='Slurm account')
+    s.add_argument('--qos', help='Slurm QOS')
+    s.add_argument('--constraint', help='node constraint, e.g. a100')
+    s.add_argument('--mem-gb', type=int, help='memory per node in GB')
+    s.add_argument('--nodes', type=int, help='nodes per job')
+    s.add_argument('--gpus-per-node', type=int, help='GPUs per node (default: --ngpus or n_gpus)')
+    s.add_argument('--cpus-per-task', type=int, help='CPU cores per task')
+    s.add_argument('--array-parallelism', type=int, help='array tasks running at once')
+    s.add_argument('--sbatch', dest='extra_sbatch', action='append', default=[], metavar='KEY=VALUE',
+                   help='extra sbatch parameter (repeatable), e.g. --sbatch mail-type=END')
+    s.add_argument('--slurm-defaults', type=Path,
+                   help='YAML file with default Slurm options (default: $SEMISEG_SLURM_DEFAULTS)')
+    return p
+
+
+@dataclass
+class Selection:
+    """The validated request: which runs, with which configs."""
+
+    exp_id: int
+    all_cfgs: list[dict[str, Any]]      # every run of the experiment, as generated (no overrides)
+    indices: list[int]                  # selected run indices
+    cfgs: list[dict[str, Any]]          # selected configs with --cfg-options applied
+
+
+def _print_experiments() -> None:
+    for exp in list_experiments():
+        print(f'{exp.exp_id:>4}  {len(exp.runs):>3} runs  {exp.description}')
+
+
+def _print_runs(exp_id: int, cfgs: list[dict[str, Any]]) -> None:
+    print(f'experiment {exp_id}: {get_experiment(exp_id).description}')
+    rows = [('run', 'dataset', 'split', 'method', 'GPUs', 'name')]
+    rows += [(str(i), c['dataset'], str(c['split']), c['method'],
+              f'{c["n_nodes"]}x{c["n_gpus"]}' if c['n_nodes'] != 1 else str(c['n_gpus']), c['name'])
+             for i, c in enumerate(cfgs)]
+    widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]) - 1)]
+    for row in rows:
+        print('  '.join(v.ljust(w) for v, w in zip(row, widths)) + '  ' + row[-1])
+
+
+def _select(args: argparse.Namespace) -> Selection:
+    """Resolve --exp/--run/--cfg-options into configs, raising UsageError on bad input."""
+    try:
+        get_experiment(args.exp)
+    except UnknownExperiment as e:
+        raise UsageError(e.args[0]) from None
+    all_cfgs = get_runs(args.exp, args.data_root)
+    if args.run is None:
+        if not args.status:
+            raise UsageError(f'--run is required with --exp {args.exp} '
+                             f'(experiment {args.exp} has {len(all_cfgs)} runs; {SPEC_HELP})')
+        indices = list(range(len(all_cfgs)))
+    else:
+        indices = parse_run_spec(args.run, len(all_cfgs), args.exp)
+    overrides = parse_cfg_options(args.cfg_options)
+    cfgs = [apply_overrides(all_cfgs[i], overrides) for i in indices]
+    return Selection(args.exp, all_cfgs, indices, cfgs)
+
+
+def _slurm_options(args: argparse.Namespace) -> SlurmOptions:
+    values = {name: getattr(args, name) for name in SLURM_FLAGS}
+    if values['gpus_per_node'] is None and args.ngpus is not None:
+        values['gpus_per_node'] = args.ngpus
+    return build_slurm_options(values, args.slurm_defaults)
+
+
+@dataclass
+class Decision:
+    """What happens to one selected run."""
+
+    index: int
+    cfg: dict[str, Any]
+    action: str                 # 'new', 'resume' or 'skip'
+    run_dir: Path               # folder to create, to resume, or that already finished
+
+
+def _decide(sel: Selection, args: argparse.Namespace) -> list[Decision]:
+    """Apply the resume policy to every selected run (reads run folders, writes nothing)."""
+    decisions = []
+    for index, cfg in zip(sel.indices, sel.cfgs):
+        resumable = None if args.force else find_resumable(cfg, args.exp_root)
+        if resumable is not None:
+            decisions.append(Decision(index, cfg, 'resume', resumable))
+            continue
+        if args.resume:
+            raise UsageError(f'--resume: run {index} ({cfg["name"]}) has no unfinished run folder with '
+                             f'this exact config under {args.exp_root}/exp-{sel.exp_id}; drop --resume '
+                             f'to start it')
+        finished = None if args.force else find_finished(cfg, args.exp_root)
+        if finished is not None:
+            decisions.append(Decision(index, cfg, 'skip', finished))
+        else:
+            decisions.append(Decision(index, cfg, 'new', run_dir_path(cfg, args.exp_root)))
+    return decisions
+
+
+def _prepare_data(cfgs: list[dict[str, Any]]) -> None:
+    """Generate the toy dataset up front (idempotent), before any worker process needs it."""
+    roots = {c['data_root'] for c in cfgs if c['dataset'] == 'toy'}
+    if roots:
+        from semiseg.data.toy import ensure_toy_dataset
+        for root in sorted(roots):
+            ensure_toy_dataset(Path(root).expanduser())
+
+
+def _dry_run(decisions: list[Decision], args: argparse.Namespace, slurm: SlurmOptions | None) -> None:
+    from semiseg.launch.local import cuda_device_count, describe, plan_local
+    if slurm is not None:
+        opts = ', '.join(f'{f.name}={getattr(slurm, f.name)!r}' for f in fields(slurm))
+        print(f'would submit with submitit (cluster={args.launcher}): {opts}')
+    if args.cfg_options:
+        print(f'with --cfg-options {" ".join(args.cfg_options)}')
+    cuda = None
+    for d in decisions:
+        print(f'run {d.index}: {d.cfg["name"]}')
+        if d.action == 'skip':
+            print(f'  already finished in {d.run_dir}; would skip it (--force trains it again)')
+            continue
+        print(f'  {"resume" if d.action == "resume" else "new folder"}: {d.run_dir}')
+        if slurm is None:
+            cuda = cuda_device_count() if cuda is None else cuda
+            print(f'  {describe(plan_local(d.cfg, args.ngpus, cuda), d.run_dir)}')
+
+
+def _launch(decisions: list[Decision], args: argparse.Namespace, slurm: SlurmOptions | None) -> int:
+    from semiseg.launch.rundir import create_run_dir
+    for d in decisions:
+        if d.action == 'skip':
+            print(f'run {d.index} ({d.cfg["name"]}) already finished in {d.run_dir}; not training it '
+                  f'again. Pass --force to train it again in a new folder.')
+    todo = [d for d in decisions if d.action != 'skip']
+    if not todo:
+        return 0
+    if slurm is None:  # check the GPU count before creating any folder
+        from semiseg.launch.local import cuda_device_count, plan_local
+        cuda = cuda_device_count()
+        for d in todo:
+            plan_local(d.cfg, args.ngpus, cuda)
+    _prepare_data([d.cfg for d in todo])
+    runs = []
+    for d in todo:
+        if d.action == 'resume':
+            print(f'run {d.index}: resuming {d.run_dir}')
+            runs.append((d.cfg, d.run_dir))
+        else:
+            run_dir = create_run_dir(d.cfg, args.exp_root)
+            print(f'run {d.index}: new run folder {run_dir}')
+            runs.append((d.cfg, run_dir))
+    if slurm is not None:
+        from semiseg.launch.slurm import submit
+        submit(runs, slurm, cluster=args.launcher)
+        return 0
+    from semiseg.launch.local import launch_local
+    return launch_local(runs, args.ngpus, cuda_count=cuda)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute parsed arguments; raises UsageError (and friends) on bad input."""
+    if args.list and args.exp is None:
+        _print_experiments()
+        return 0
+    if args.exp is None:
+        ids = ', '.join(str(e.exp_id) for e in list_experiments())
+        raise UsageError(f'--exp is required (valid: {ids}; --list describes them)')
+    if args.resume and args.force:
+        raise UsageError('--resume and --force contradict each other; use one')
+    if args.ngpus is not None and args.ngpus < 1:
+        raise UsageError(f'--ngpus must be at least 1, got {args.ngpus}')
+    if args.list:
+        try:
+            _print_runs(args.exp, get_runs(args.exp, args.data_root))
+        except UnknownExperiment as e:
+            raise UsageError(e.args[0]) from None
+        return 0
+    sel = _select(args)
+    if args.status:
+        from semiseg.launch.status import print_status
+        print_status(sel.exp_id, sel.cfgs, args.exp_root)
+        return 0
+    slurm = _slurm_options(args) if args.launcher in ('slurm', 'debug') else None
+    decisions = _decide(sel, args)
+    paths = save_experiment_configs(sel.exp_id, sel.all_cfgs)
+    print(f'wrote {len(paths)} configs to {generated_config_dir() / f"exp-{sel.exp_id}"}')
+    if args.dry_run:
+        _dry_run(decisions, args, slurm)
+        return 0
+    return _launch(decisions, args, slurm)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+    try:
+        return run(args)
+    except (UsageError, RunSpecError, OverrideError, SlurmOptionsError, LaunchError) as e:
+        print(f'experiments.py: error: {e}', file=sys.stderr)
+        return 2

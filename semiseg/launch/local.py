@@ -1,0 +1,148 @@
+"""Local launch: one process in-process (1 GPU or the CPU), or torchrun over several GPUs.
+
+Several runs given together train one after another. The engine is imported lazily so that
+configs can be written and inspected without importing torch-heavy code.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from semiseg.experiments.schema import option
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class LaunchError(RuntimeError):
+    """The requested local launch is impossible on this machine (message says how to fix it)."""
+
+
+@dataclass(frozen=True)
+class LocalPlan:
+    """How one run is started locally."""
+
+    mode: str     # 'in-process' or 'torchrun'
+    nprocs: int   # processes (= GPUs) for torchrun; 1 in-process
+
+
+def cuda_device_count() -> int:
+    """Visible CUDA devices (0 without CUDA)."""
+    import torch
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def plan_local(cfg: dict[str, Any], ngpus: int | None, cuda_count: int) -> LocalPlan:
+    """Decide in-process vs torchrun for `cfg` given `--ngpus` and the visible GPUs."""
+    wanted = ngpus or int(cfg.get('n_gpus', 1))
+    if wanted < 1:
+        raise LaunchError(f'--ngpus must be at least 1, got {wanted}')
+    if option(cfg, 'device') == 'cpu':
+        return LocalPlan('in-process', 1)
+    if cuda_count == 0:
+        if wanted > 1:
+            log.warning('no CUDA device visible: %s trains in-process on the CPU instead of on %d GPUs',
+                        cfg.get('name'), wanted)
+        return LocalPlan('in-process', 1)
+    if wanted == 1:
+        return LocalPlan('in-process', 1)
+    if wanted > cuda_count:
+        raise LaunchError(f'run {cfg.get("name")} wants {wanted} GPUs but only {cuda_count} are visible; '
+                          f'pass --ngpus {cuda_count} (or fewer)')
+    return LocalPlan('torchrun', wanted)
+
+
+def free_port() -> int:
+    """A TCP port that is free right now (the OS picks it: bind to port 0 and read it back)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def build_torchrun_command(run_dir: Path, ngpus: int, port: int) -> list[str]:
+    """The torchrun command line for a single-node run of `ngpus` processes.
+
+    `python -m torch.distributed.run` is torchrun run by this very interpreter.
+    """
+    return [sys.executable, '-m', 'torch.distributed.run',
+            '--nproc_per_node', str(ngpus), '--master_addr', '127.0.0.1', '--master_port', str(port),
+            '-m', 'semiseg.engine.run', '--run-dir', str(run_dir)]
+
+
+def in_process_command(run_dir: Path) -> list[str]:
+    """The stand-alone equivalent of the in-process launch (what a dry run shows)."""
+    return [sys.executable, '-m', 'semiseg.engine.run', '--run-dir', str(run_dir)]
+
+
+def describe(plan: LocalPlan, run_dir: Path, port: int | None = None) -> str:
+    """One line saying how the run would start, with the exact command."""
+    if plan.mode == 'torchrun':
+        return 'torchrun: ' + shlex.join(build_torchrun_command(run_dir, plan.nprocs, port or free_port()))
+    return 'in-process (semiseg.engine.train), equivalent to: ' + shlex.join(in_process_command(run_dir))
+
+
+def _subprocess_env() -> dict[str, str]:
+    """Environment for child processes: this checkout importable as `semiseg`."""
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get('PYTHONPATH')) if p)
+    return env
+
+
+def run_in_process(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """Train `cfg` in this process; returns the engine's results."""
+    from semiseg.engine import train
+    return train(cfg, Path(run_dir))
+
+
+def run_torchrun(run_dir: Path, ngpus: int) -> int:
+    """Train the run in `run_dir` with torchrun over `ngpus` local GPUs; returns the exit code."""
+    cmd = build_torchrun_command(run_dir, ngpus, free_port())
+    log.info('launching %s', shlex.join(cmd))
+    return subprocess.run(cmd, env=_subprocess_env(), check=False).returncode
+
+
+def launch_local(runs: list[tuple[dict[str, Any], Path]], ngpus: int | None = None,
+                 cuda_count: int | None = None) -> int:
+    """Train `runs` one after another; returns 0 if all finished, else 1.
+
+    A failed run is logged and the next one starts; an interrupted run (SIGTERM, SIGUSR1) stops
+    the sequence, since the user or the system asked to stop.
+    """
+    if cuda_count is None:
+        cuda_count = cuda_device_count()
+    plans = [plan_local(cfg, ngpus, cuda_count) for cfg, _ in runs]  # fail before starting any
+    failed = []
+    for (cfg, run_dir), plan in zip(runs, plans):
+        log.info('run %s: %s', cfg['name'], describe(plan, run_dir))
+        if plan.mode == 'torchrun':
+            code = run_torchrun(run_dir, plan.nprocs)
+            if code != 0:
+                log.error('run %s failed (torchrun exit code %d); see %s', cfg['name'], code, run_dir)
+                failed.append(cfg['name'])
+            continue
+        from semiseg.engine import TrainingInterrupted
+        try:
+            results = run_in_process(cfg, run_dir)
+        except TrainingInterrupted:
+            log.warning('run %s interrupted; its latest.pth is in %s; the same command resumes it',
+                        cfg['name'], run_dir)
+            return 1
+        except Exception:
+            log.exception('run %s failed; see %s', cfg['name'], run_dir)
+            failed.append(cfg['name'])
+            continue
+        log.info('run %s finished: mIoU %s (best %s)', cfg['name'],
+                 results.get('miou') if isinstance(results, dict) else None,
+                 results.get('best_miou') if isinstance(results, dict) else None)
+    if failed:
+        log.error('%d of %d runs failed: %s', len(failed), len(runs), ', '.join(failed))
+        return 1
+    return 0

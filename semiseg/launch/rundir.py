@@ -1,0 +1,100 @@
+"""Run folders: `exp_root/exp-E/<YYMMDD-HHMM>_<name>_<uid5>/`, never overwritten.
+
+A folder is identified with a run by its `config.yaml`; `results.json` with `finished: true`
+marks it done. Unfinished folders of the same config are resumed instead of starting over.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from semiseg.experiments.io import load_config, write_config
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = 'config.yaml'
+RESULTS_FILE = 'results.json'
+
+
+def exp_dir(exp_root: Path, exp_id: int) -> Path:
+    """The folder holding all run folders of experiment `exp_id`."""
+    return Path(exp_root) / f'exp-{exp_id}'
+
+
+def run_dir_path(cfg: dict[str, Any], exp_root: Path, now: datetime | None = None,
+                 uid: str | None = None) -> Path:
+    """A fresh run-folder path for `cfg` (not created)."""
+    stamp = (now or datetime.now()).strftime('%y%m%d-%H%M')
+    uid = uid or uuid.uuid4().hex[:5]
+    return exp_dir(exp_root, cfg['exp']) / f'{stamp}_{cfg["name"]}_{uid}'
+
+
+def create_run_dir(cfg: dict[str, Any], exp_root: Path, now: datetime | None = None,
+                   uid: str | None = None) -> Path:
+    """Create a new run folder with `config.yaml`; fails if the folder already exists."""
+    path = run_dir_path(cfg, exp_root, now, uid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.mkdir(exist_ok=False)
+    write_config(cfg, path / CONFIG_FILE)
+    log.info('created run folder %s', path)
+    return path
+
+
+def is_finished(run_dir: Path) -> bool:
+    """Whether the run in `run_dir` wrote `results.json` with `finished: true`."""
+    path = Path(run_dir) / RESULTS_FILE
+    try:
+        return bool(json.loads(path.read_text()).get('finished', False))
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError, AttributeError) as e:
+        log.warning('unreadable %s (%s): treating the run as unfinished', path, e)
+        return False
+
+
+def _normalized(cfg: dict[str, Any]) -> Any:
+    """`cfg` as it reads back from YAML (tuples -> lists), for comparison with stored configs."""
+    return yaml.safe_load(yaml.safe_dump(cfg, sort_keys=False))
+
+
+def _same_config_dirs(cfg: dict[str, Any], exp_root: Path) -> list[Path]:
+    """Run folders of cfg's experiment whose config.yaml equals `cfg`, newest first."""
+    parent = exp_dir(exp_root, cfg['exp'])
+    if not parent.is_dir():
+        return []
+    want = _normalized(cfg)
+    found = []
+    for path in parent.iterdir():
+        cfg_file = path / CONFIG_FILE
+        if not cfg_file.is_file():
+            continue
+        try:
+            stored = load_config(cfg_file)
+        except (OSError, ValueError, yaml.YAMLError):
+            continue
+        if stored == want:
+            found.append(path)
+    # folder names start with YYMMDD-HHMM; the config's mtime breaks ties within a minute
+    return sorted(found, key=lambda p: (p.name[:11], (p / CONFIG_FILE).stat().st_mtime), reverse=True)
+
+
+def find_resumable(cfg: dict[str, Any], exp_root: Path) -> Path | None:
+    """The newest unfinished run folder of the same experiment with exactly this config."""
+    for path in _same_config_dirs(cfg, exp_root):
+        if not is_finished(path):
+            return path
+    return None
+
+
+def find_finished(cfg: dict[str, Any], exp_root: Path) -> Path | None:
+    """The newest finished run folder with exactly this config."""
+    for path in _same_config_dirs(cfg, exp_root):
+        if is_finished(path):
+            return path
+    return None
