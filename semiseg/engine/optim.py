@@ -1,0 +1,112 @@
+"""Optimizer construction as in the SemiVL release (spec semivl §6.4, unimatch §3).
+
+- mmcv-style configs (`cfg['optimizer'] = {type, lr, weight_decay, paramwise_cfg}`) follow mmcv
+  1.x DefaultOptimizerConstructor: one parameter group per tensor in module registration order
+  (frozen tensors included with the default lr/wd), custom keys tried sorted alphabetically then
+  by length descending, the first key that is a substring of the parameter name wins.
+- 'original' configs (`lr`, `lr_multi` keys, no `optimizer`) build UniMatch's SGD: backbone at
+  lr, everything else at lr * lr_multi, momentum 0.9, weight decay 1e-4.
+
+Every group gets `initial_lr` (the LR schedule scales it). `efficient=True` merges groups with
+identical hyper-parameters and drops frozen tensors: the same update, far fewer groups.
+"""
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+_NON_OPTIMIZER_KEYS = ('type', 'paramwise_cfg')
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        model = model.module
+    return model
+
+
+def sorted_custom_keys(custom_keys: dict) -> list[str]:
+    """mmcv's key priority: alphabetical, then longest first (stable)."""
+    return sorted(sorted(custom_keys), key=len, reverse=True)
+
+
+def paramwise_groups(model: nn.Module, base_lr: float, base_wd: float,
+                     custom_keys: dict | None) -> list[dict]:
+    """One group per parameter tensor with its lr and weight decay (mmcv semantics)."""
+    custom_keys = custom_keys or {}
+    keys = sorted_custom_keys(custom_keys)
+    groups = []
+    for name, param in _unwrap(model).named_parameters():
+        lr, wd = base_lr, base_wd
+        if param.requires_grad:
+            for key in keys:
+                if key in name:
+                    lr = base_lr * float(custom_keys[key].get('lr_mult', 1.0))
+                    wd = base_wd * float(custom_keys[key].get('decay_mult', 1.0))
+                    break
+        groups.append({'params': [param], 'lr': lr, 'weight_decay': wd, 'name': name})
+    return groups
+
+
+def merge_groups(groups: list[dict]) -> list[dict]:
+    """Drop frozen tensors and merge groups whose hyper-parameters are identical."""
+    merged: dict[tuple, dict] = {}
+    for g in groups:
+        params = [p for p in g['params'] if p.requires_grad]
+        if not params:
+            continue
+        hp = tuple(sorted((k, v) for k, v in g.items() if k not in ('params', 'name')))
+        if hp not in merged:
+            merged[hp] = {**{k: v for k, v in g.items() if k != 'name'}, 'params': []}
+        merged[hp]['params'].extend(params)
+    return list(merged.values())
+
+
+def _original_groups(model: nn.Module, lr: float, lr_multi: float) -> list[dict]:
+    """UniMatch's two groups: backbone at lr, the rest at lr * lr_multi."""
+    backbone, rest = [], []
+    for name, param in _unwrap(model).named_parameters():
+        (backbone if name.startswith('backbone.') else rest).append(param)
+    return [{'params': backbone, 'lr': lr}, {'params': rest, 'lr': lr * lr_multi}]
+
+
+def build_optimizer(model: nn.Module, cfg: dict, efficient: bool = False) -> torch.optim.Optimizer:
+    """The optimizer the run config describes; see the module docstring.
+
+    `model` may be DDP-wrapped (parameter names never carry `module.`).
+    """
+    opt_cfg = cfg.get('optimizer')
+    if opt_cfg is None:
+        if 'lr' not in cfg:
+            raise ValueError("config needs an 'optimizer' dict (mmcv style) or 'lr' and "
+                             "'lr_multi' keys (the 'original' SGD style)")
+        lr = float(cfg['lr'])
+        groups = _original_groups(model, lr, float(cfg.get('lr_multi', 1.0)))
+        if efficient:
+            groups = [{'params': [p for p in g['params'] if p.requires_grad], 'lr': g['lr']}
+                      for g in groups]
+            groups = [g for g in groups if g['params']]
+        optimizer = torch.optim.SGD(groups, lr=lr, momentum=0.9, weight_decay=1e-4)
+    else:
+        if not isinstance(opt_cfg, dict) or 'type' not in opt_cfg or 'lr' not in opt_cfg:
+            raise ValueError(f"'optimizer' must be a dict with 'type' and 'lr', got {opt_cfg!r}")
+        opt_cls = getattr(torch.optim, opt_cfg['type'], None)
+        if not (isinstance(opt_cls, type) and issubclass(opt_cls, torch.optim.Optimizer)):
+            raise ValueError(f"unknown optimizer type {opt_cfg['type']!r}; use a torch.optim "
+                             "class name such as 'AdamW' or 'SGD'")
+        kwargs = {k: v for k, v in opt_cfg.items() if k not in _NON_OPTIMIZER_KEYS}
+        kwargs['lr'] = float(kwargs['lr'])
+        base_wd = float(kwargs.get('weight_decay', 0.0))
+        custom = (opt_cfg.get('paramwise_cfg') or {}).get('custom_keys')
+        groups = paramwise_groups(model, kwargs['lr'], base_wd, custom)
+        groups = merge_groups(groups) if efficient else [
+            {k: v for k, v in g.items() if k != 'name'} for g in groups]
+        optimizer = opt_cls(groups, **kwargs)
+    for group in optimizer.param_groups:
+        group['initial_lr'] = group['lr']
+    logger.info('optimizer %s with %d parameter groups', type(optimizer).__name__,
+                len(optimizer.param_groups))
+    return optimizer

@@ -1,0 +1,79 @@
+"""The evaluation loop (spec semivl §8): batch-1 val loader, inference mode, argmax, mIoU."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from .metrics import IoUAccumulator
+from .sampler import DistributedEvalSampler
+
+logger = logging.getLogger(__name__)
+
+STRIDED_MODES = ('zegclip_sliding_window', 'padded_sliding_window')
+
+
+def build_eval_loader(dataset: Dataset, distributed: bool | None = None,
+                      num_workers: int = 0) -> DataLoader:
+    """Batch-1 val loader; distributed (default: when torch.distributed is initialised) it
+    splits the dataset over ranks without duplicating any sample."""
+    if distributed is None:
+        distributed = dist.is_available() and dist.is_initialized()
+    sampler = DistributedEvalSampler(dataset) if distributed else None
+    return DataLoader(dataset, batch_size=1, shuffle=False, sampler=sampler,
+                      num_workers=num_workers, pin_memory=torch.cuda.is_available())
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        model = model.module
+    return model
+
+
+def _default_predict() -> Callable:
+    from .inference import predict
+    return predict
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, cfg: dict,
+             device: torch.device | str | None = None,
+             predict_fn: Callable | None = None) -> dict:
+    """mIoU of `model` on `loader` (items: image (1,3,h,w), mask (1,H,W), id).
+
+    Uses cfg['eval_mode'], cfg['crop_size'] and, for the zegclip and padded sliding windows,
+    cfg['stride']. The logits are produced at the mask size (out_size), so a resized val image
+    is scored at its original resolution. Counts are all-reduced across ranks. The model runs
+    unwrapped from DDP in eval mode; its previous train/eval mode is restored.
+    Returns {'miou': float, 'per_class_iou': list[float]} in percent.
+    """
+    for key in ('eval_mode', 'crop_size', 'nclass'):
+        if key not in cfg:
+            raise KeyError(f'evaluate needs config key {key!r}')
+    mode = cfg['eval_mode']
+    stride = cfg.get('stride') if mode in STRIDED_MODES else None
+    if mode == 'zegclip_sliding_window' and stride is None:
+        raise KeyError("eval_mode 'zegclip_sliding_window' needs config key 'stride' (e.g. 426)")
+    net = _unwrap(model)
+    if device is None:
+        device = next(net.parameters()).device
+    predict = predict_fn or _default_predict()
+    acc = IoUAccumulator(cfg['nclass'])
+    was_training = net.training
+    net.eval()
+    try:
+        for item in loader:
+            img, mask = item[0].to(device), item[1].to(device)
+            logits = predict(net, img, mode, cfg['crop_size'], stride=stride,
+                             out_size=tuple(mask.shape[-2:]))
+            acc.update(logits.argmax(dim=1), mask)
+    finally:
+        net.train(was_training)
+    acc.all_reduce(device if torch.device(device).type == 'cuda' else None)
+    miou, per_class = acc.compute()
+    logger.info('evaluated %s: mIoU %.2f', mode, miou)
+    return {'miou': miou, 'per_class_iou': per_class}

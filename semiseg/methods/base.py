@@ -1,0 +1,101 @@
+"""The method contract: one training step in, named losses and their weights out.
+
+A method owns the maths of one iteration (forwards, pseudo-labels, losses) and nothing else:
+it never logs, writes files or steps the optimizer. The engine sums `weights[k] * losses[k]`,
+backpropagates, logs `losses` and `stats`, and draws `visuals` into debug panels.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+# Keys a method may put in StepResult.visuals, in the order of the release's debug panel
+# (spec semivl §6.2 item 14): row 1 images, row 2 argmax predictions, row 3 labels and pseudo
+# labels, row 4 MaskCLIP guidance labels (only with MCC).
+VISUAL_LAYOUT: tuple[tuple[str, ...], ...] = (
+    ('img_x', 'img_s1', 'img_s2', 'img_w'),
+    ('pred_x', 'pred_s1', 'pred_s2', 'pred_fp'),
+    ('mask_x', 'pl_s1', 'pl_s2', 'pl_fp'),
+    ('', 'mcc_s1', 'mcc_s2', 'mcc_fp'),
+)
+
+
+@dataclass
+class StepContext:
+    """Where the training loop stands when it calls `Method.step`."""
+    iteration: int = 0          # global iteration (epoch * iters_per_epoch + i)
+    total_iters: int = 1        # iterations of the whole run (for the MCC lambda decay)
+    epoch: int = 0
+    want_visuals: bool = False  # fill StepResult.visuals for a debug panel
+    max_visuals: int = 2        # samples kept in the visuals
+
+
+@dataclass
+class StepResult:
+    """What one step produced. `losses` are unweighted scalars; `weights` has the same keys."""
+    losses: dict[str, torch.Tensor]
+    weights: dict[str, float]
+    stats: dict[str, float | torch.Tensor] = field(default_factory=dict)
+    visuals: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def total(self) -> torch.Tensor:
+        """The loss the engine backpropagates: sum of weight * loss."""
+        if set(self.losses) != set(self.weights):
+            raise ValueError(f'losses {sorted(self.losses)} and weights {sorted(self.weights)} '
+                             'must have the same keys')
+        return sum(self.weights[k] * v for k, v in self.losses.items())
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare model behind a DistributedDataParallel / DataParallel wrapper."""
+    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        model = model.module
+    return model
+
+
+def keep_visuals(tensors: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
+    """First `n` samples of each tensor, detached and on the CPU (for debug panels)."""
+    return {k: v[:n].detach().to('cpu') for k, v in tensors.items()}
+
+
+class Method(abc.ABC):
+    """Base class: holds the config and the (possibly DDP-wrapped) model."""
+
+    name: str = ''
+
+    def __init__(self, cfg: dict, model: nn.Module):
+        self.cfg = cfg
+        self.model = model
+
+    @property
+    def needs_unlabeled(self) -> bool:
+        """Whether batches must carry the unlabeled views (img_w, img_s1, ...)."""
+        return False
+
+    @property
+    def needs_partner(self) -> bool:
+        """Whether batches must carry the CutMix partner batch (img_w_o, img_s1_o, ...)."""
+        return False
+
+    def required_keys(self) -> tuple[str, ...]:
+        """Batch keys `step` reads."""
+        keys = ('img_x', 'mask_x')
+        if self.needs_unlabeled:
+            keys += ('img_w', 'img_s1', 'img_s2', 'ignore', 'box1', 'box2')
+        if self.needs_partner:
+            keys += ('img_w_o', 'img_s1_o', 'img_s2_o', 'ignore_o')
+        return keys
+
+    def check_batch(self, batch: dict) -> None:
+        """Raise a clear error when the engine zipped the wrong loaders."""
+        missing = [k for k in self.required_keys() if k not in batch]
+        if missing:
+            raise KeyError(f'method {self.name!r} needs batch keys {missing}; the engine must zip '
+                           'the loaders named by method.needs_unlabeled / needs_partner')
+
+    @abc.abstractmethod
+    def step(self, batch: dict, ctx: StepContext) -> StepResult:
+        """Run the forwards of one iteration and return named losses (no backward)."""
