@@ -18,7 +18,7 @@ from semiseg.experiments.overrides import OverrideError, apply_overrides, parse_
 from semiseg.experiments.registry import UnknownExperiment
 from semiseg.experiments.selection import SPEC_HELP, RunSpecError, parse_run_spec
 from semiseg.launch.local import LaunchError
-from semiseg.launch.options import SlurmOptions, SlurmOptionsError, build_slurm_options
+from semiseg.launch.options import SlurmOptions, SlurmOptionsError
 from semiseg.launch.rundir import find_finished, find_resumable, run_dir_path
 
 log = logging.getLogger('semiseg.cli')
@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--sbatch', dest='extra_sbatch', action='append', default=[], metavar='KEY=VALUE',
                    help='extra sbatch parameter (repeatable), e.g. --sbatch mail-type=END')
     s.add_argument('--slurm-defaults', type=Path,
-                   help='YAML file with default Slurm options (default: $SEMISEG_SLURM_DEFAULTS)')
+                   help='YAML file with default Slurm options (default: $SEMISEG_SLURM_DEFAULTS, else '
+                        '~/.config/semiseg/slurm.yaml if it exists)')
     return p
 
 
@@ -129,7 +130,8 @@ def _slurm_options(args: argparse.Namespace) -> SlurmOptions:
     values = {name: getattr(args, name) for name in SLURM_FLAGS}
     if values['gpus_per_node'] is None and args.ngpus is not None:
         values['gpus_per_node'] = args.ngpus
-    return build_slurm_options(values, args.slurm_defaults)
+    from semiseg.launch.slurm_defaults import load_options  # adds ~/.config/semiseg/slurm.yaml
+    return load_options(values, args.slurm_defaults)
 
 
 @dataclass

@@ -22,19 +22,26 @@ class OverrideError(ValueError):
 
 
 def parse_value(text: str) -> Any:
-    """A YAML scalar or list; number-looking strings such as `1e-3` become floats."""
+    """A YAML scalar or list; unquoted number-looking strings such as `1e-3` become floats."""
     try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
         value = yaml.safe_load(text)
     except yaml.YAMLError as e:
         first = str(e).splitlines()[0]
         raise OverrideError(f'cannot parse value {text!r} as YAML ({first})') from None
-    if isinstance(value, str) and _NUMBER.match(value):
-        value = float(value)
-    if isinstance(value, list):
-        value = [float(v) if isinstance(v, str) and _NUMBER.match(v) else v for v in value]
     if isinstance(value, dict):
         raise OverrideError(f'value {text!r} is a mapping; set nested keys one by one with dotted keys '
                             f'(e.g. optimizer.lr=1e-3)')
+
+    def plain_number(n: yaml.Node | None, v: Any) -> bool:
+        # YAML 1.1 reads 1e-3 as a string; only plain (unquoted) scalars are converted
+        return isinstance(n, yaml.ScalarNode) and n.style is None and isinstance(v, str) \
+            and bool(_NUMBER.match(v))
+
+    if plain_number(node, value):
+        return float(value)
+    if isinstance(value, list) and isinstance(node, yaml.SequenceNode):
+        return [float(v) if plain_number(n, v) else v for n, v in zip(node.value, value)]
     return value
 
 
