@@ -1,0 +1,44 @@
+"""Compute a CLIP text embedding file.
+
+    python -m semiseg.tools.text_embeddings --dataset pascal --variant concept4_single \
+        [--clip openai|/path/to/ViT-B-16.pt] [--out DIR] [--data-root DIR]
+
+Writes ``DIR/{prefix}_{variant}.npy`` (default DIR: ``~/.cache/semiseg/text_embedding``), the
+place :func:`semiseg.models.text_embeddings.resolve_text_embedding` searches.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from semiseg.models import text_embeddings as T
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--dataset', required=True,
+                        help='pascal, cityscapes, coco, ade, or a custom name (needs --data-root)')
+    parser.add_argument('--variant', default='single',
+                        help='single, concept<k>_single or conceptavg<k>_single')
+    parser.add_argument('--clip', default='openai',
+                        help="'openai' (open_clip download) or a CLIP checkpoint path")
+    parser.add_argument('--out', default=None, help=f'output folder (default {T.cache_dir()})')
+    parser.add_argument('--data-root', default=None, help='folder with classes.txt (custom datasets)')
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
+    try:
+        model = T.load_clip_text_model(args.clip)
+        array = T.compute_text_embedding(args.dataset, args.variant, model, args.data_root)
+    except ValueError as err:  # TextEmbeddingError / WeightsError: already say how to fix
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    out_dir = Path(args.out).expanduser() if args.out else T.cache_dir()
+    path = T.save_embedding(array, out_dir / T.embedding_filename(args.dataset, args.variant))
+    print(f'wrote {path} {array.shape} float16')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
