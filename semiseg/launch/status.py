@@ -1,0 +1,155 @@
+"""`--status`: where each run of an experiment stands, from its run folder and Slurm.
+
+The run folder is the source of truth (`results.json`, `state.json` written by the engine);
+the job id stored at submission (`slurm_job.json`) adds what only the scheduler knows: queued,
+requeued, or killed without a chance to write its state (time limit, out of memory, node loss).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .job import read_attempts, read_job_record
+from .rundir import CONFIG_FILE, RESULTS_FILE, find_finished, find_resumable
+from .slurm import ACTIVE_STATES, Runner, _run, slurm_states
+
+STATE_FILE = 'state.json'
+QUEUED_STATES = tuple(s for s in ACTIVE_STATES if s not in ('RUNNING', 'COMPLETING'))
+DEAD_STATES = ('FAILED', 'CANCELLED', 'TIMEOUT', 'NODE_FAIL', 'OUT_OF_MEMORY', 'PREEMPTED',
+               'BOOT_FAIL', 'DEADLINE', 'COMPLETED')
+
+
+@dataclass
+class RunStatus:
+    """One line of the status table."""
+
+    run: int
+    name: str
+    status: str          # not started | queued | running | finished | failed | interrupted
+    detail: str
+    folder: Path | None
+    job_id: str | None
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def latest_run_dir(cfg: dict[str, Any], exp_root: Path) -> Path | None:
+    """The newest run folder holding exactly this config (finished or not)."""
+    found = [p for p in (find_resumable(cfg, exp_root), find_finished(cfg, exp_root)) if p is not None]
+    if not found:
+        return None
+    return max(found, key=lambda p: (p.name[:11], (p / CONFIG_FILE).stat().st_mtime))
+
+
+def format_eta(seconds: float | None) -> str:
+    """1h02m / 4m05s / 12s."""
+    if seconds is None:
+        return '?'
+    seconds = int(max(0, seconds))
+    if seconds >= 3600:
+        return f'{seconds // 3600}h{seconds % 3600 // 60:02d}m'
+    if seconds >= 60:
+        return f'{seconds // 60}m{seconds % 60:02d}s'
+    return f'{seconds}s'
+
+
+def _last_line(text: str | None) -> str:
+    lines = [line.strip() for line in (text or '').splitlines() if line.strip()]
+    return lines[-1] if lines else ''
+
+
+def _log_tail(record: dict[str, Any] | None) -> str:
+    """Last line of the job's stderr log (why Slurm killed it, or the traceback's last line)."""
+    if not record or not record.get('stderr'):
+        return ''
+    try:
+        return _last_line(Path(record['stderr']).read_text(errors='replace')[-4000:])
+    except OSError:
+        return ''
+
+
+def _progress(state: dict[str, Any]) -> str:
+    it, total = state.get('iteration'), state.get('total_iters')
+    return f'iteration {it}/{total}' if total else f'iteration {it}'
+
+
+def _age(state: dict[str, Any]) -> str:
+    try:
+        updated = datetime.fromisoformat(str(state['updated'])).timestamp()
+    except (KeyError, ValueError, TypeError):
+        return ''
+    return f', updated {format_eta(time.time() - updated)} ago'
+
+
+def classify(run_dir: Path | None, slurm_state: str | None) -> tuple[str, str]:
+    """(status, detail) of one run from its folder and its Slurm job state (None: unknown)."""
+    if run_dir is None:
+        return 'not started', ''
+    results = _read_json(run_dir / RESULTS_FILE)
+    if results and results.get('finished'):
+        best = results.get('best_miou')
+        return 'finished', f'best mIoU {best:.2f}' if isinstance(best, (int, float)) else 'best mIoU ?'
+    state = _read_json(run_dir / STATE_FILE) or {}
+    record = read_job_record(run_dir)
+    if slurm_state in QUEUED_STATES:
+        resumes = f', resumes at {_progress(state)}' if state.get('iteration') else ''
+        return 'queued', f'Slurm {slurm_state}{resumes}'
+    if slurm_state == 'RUNNING' or (slurm_state is None and state.get('state') == 'running'):
+        if state.get('state') != 'running':
+            return 'running', 'starting'
+        return 'running', f'{_progress(state)}, ETA {format_eta(state.get("eta_s"))}{_age(state)}'
+    if state.get('state') == 'failed':
+        return 'failed', _last_line(state.get('error')) or _log_tail(record)
+    if state.get('state') == 'interrupted':
+        return 'interrupted', f'at {_progress(state)}; the same command resumes it from latest.pth'
+    if slurm_state in DEAD_STATES:
+        return 'failed', f'Slurm {slurm_state}: {_log_tail(record) or "see the job log"}'
+    if record and record.get('cluster') == 'slurm' and slurm_state is None:
+        return 'not started', f'job {record.get("job_id")} unknown to squeue/sacct'
+    return 'not started', 'folder created'
+
+
+def status_rows(cfgs: list[dict[str, Any]], exp_root: Path, runner: Runner = _run) -> list[RunStatus]:
+    """One `RunStatus` per config (run id = position), querying Slurm once for all jobs."""
+    dirs = [latest_run_dir(cfg, exp_root) for cfg in cfgs]
+    records = [read_job_record(d) if d else None for d in dirs]
+    job_ids = [str(r['job_id']) for r in records if r and r.get('cluster') == 'slurm' and r.get('job_id')]
+    states = slurm_states(job_ids, runner) if job_ids else {}
+    rows = []
+    for index, (cfg, run_dir, record) in enumerate(zip(cfgs, dirs, records)):
+        job_id = str(record['job_id']) if record and record.get('job_id') else None
+        slurm_state = states.get(job_id) if record and record.get('cluster') == 'slurm' else None
+        status, detail = classify(run_dir, slurm_state)
+        if run_dir is not None and len(read_attempts(run_dir)) > 1:
+            detail += f' (started {len(read_attempts(run_dir))} times)'
+        rows.append(RunStatus(index, cfg.get('name', '?'), status, detail, run_dir, job_id))
+    return rows
+
+
+def format_table(exp_id: int, rows: list[RunStatus]) -> str:
+    """The status table as text."""
+    header = ('run', 'status', 'job', 'detail', 'name / folder')
+    body = [(str(r.run), r.status, r.job_id or '-', r.detail, str(r.folder) if r.folder else r.name)
+            for r in rows]
+    widths = [max(len(line[i]) for line in [header] + body) for i in range(4)]
+    lines = [f'experiment {exp_id}: {len(rows)} run(s)']
+    for line in [header] + body:
+        lines.append('  '.join(cell.ljust(width) for cell, width in zip(line[:4], widths)) + '  ' + line[4])
+    return '\n'.join(lines)
+
+
+def print_status(exp_id: int, cfgs: list[dict[str, Any]], exp_root: Path) -> list[RunStatus]:
+    """Print the status table of experiment `exp_id` (CLI `--status`); returns its rows."""
+    rows = status_rows(cfgs, Path(exp_root))
+    print(format_table(exp_id, rows))
+    return rows
