@@ -1,0 +1,8 @@
+"""Segmentors; importing the package registers every module in it with mmseg's MODELS."""
+from semiseg.models._autoimport import import_submodules
+
+from .vlm import VLMSegmentor
+
+import_submodules(__name__, __path__)
+
+__all__ = ['VLMSegmentor']

@@ -1,0 +1,223 @@
+"""VLMSegmentor: CLIP backbone + text-conditioned head, with frozen MaskCLIP guidance (spec §3)."""
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmseg.models.segmentors import EncoderDecoder
+from mmseg.registry import MODELS
+
+from semiseg.models.backbones.maskclip_vit import freeze_for_spatial_finetuning
+
+logger = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+FINETUNE_MODES = ('full', 'attn_pos')
+
+
+def _renorm_imagenet_to_clip(img: torch.Tensor) -> torch.Tensor:
+    """ImageNet-normalised -> CLIP-normalised, per channel (spec §3.3 step 1)."""
+    def vec(values):
+        return img.new_tensor(values).view(1, -1, 1, 1)
+    return (img * vec(IMAGENET_STD) + vec(IMAGENET_MEAN) - vec(CLIP_MEAN)) / vec(CLIP_STD)
+
+
+def _as_text(t: torch.Tensor | None, name: str) -> torch.Tensor | None:
+    if t is None:
+        return None
+    t = torch.as_tensor(t)
+    if t.dim() != 2:
+        raise ValueError(f'{name} must be a (classes, dims) matrix, got shape {tuple(t.shape)}')
+    return t.detach().float()
+
+
+@MODELS.register_module()
+class VLMSegmentor(EncoderDecoder):
+    """Vision-language segmentor.
+
+    `model(images)` -> logits (B, N, H, W) at the input size; `model(images, need_fp=True)`
+    -> (logits, logits_fp) with UniMatch feature perturbation. `guidance_labels(images, t)`
+    gives MaskCLIP pseudo-labels from the frozen `clip_encoder` (255 below `t`).
+
+    Text embeddings are non-persistent buffers, so the state dict holds exactly the release's
+    keys (backbone, decode_head, clip_encoder, conv_encoder, in that order).
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 decode_head: dict,
+                 clip_encoder: dict | None = None,
+                 conv_encoder: dict | None = None,
+                 text_embedding: torch.Tensor | None = None,
+                 mcc_text_embedding: torch.Tensor | None = None,
+                 mcc_concept_groups: Sequence[Sequence[int]] | None = None,
+                 finetune: str = 'full',
+                 renorm_clip_img: bool = False,
+                 disable_dropout: bool = False,
+                 fp_rate: float = 0.5,
+                 maskclip_class_filter=None,
+                 data_preprocessor: dict | None = None,
+                 init_cfg: dict | None = None,
+                 **unused) -> None:
+        if unused:
+            raise TypeError(f'VLMSegmentor got unknown arguments {sorted(unused)}')
+        if finetune not in FINETUNE_MODES:
+            raise ValueError(f'finetune={finetune!r}; choose one of {FINETUNE_MODES}')
+        if maskclip_class_filter is not None:
+            raise ValueError('maskclip_class_filter is asserted None in the SemiVL release')
+        super().__init__(backbone=backbone, decode_head=decode_head,
+                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.clip_encoder = MODELS.build(clip_encoder) if clip_encoder else None
+        self.conv_encoder = MODELS.build(conv_encoder) if conv_encoder else None
+        if self.clip_encoder is not None:
+            self.clip_encoder.requires_grad_(False)
+            self.clip_encoder.eval()
+        self.finetune = finetune
+        if finetune == 'attn_pos':
+            n = freeze_for_spatial_finetuning(self.backbone)
+            logger.info('Spatial fine-tuning: %d trainable backbone parameters', n)
+        self.renorm_clip_img = renorm_clip_img
+        self.disable_dropout = disable_dropout
+        self.fp_rate = fp_rate
+        self.register_buffer('text_embedding', _as_text(text_embedding, 'text_embedding'),
+                             persistent=False)
+        self.register_buffer('mcc_text_embedding',
+                             _as_text(mcc_text_embedding, 'mcc_text_embedding'), persistent=False)
+        self.mcc_concept_groups = [list(g) for g in mcc_concept_groups] \
+            if mcc_concept_groups is not None else None
+        self._check_text()
+
+    # -- construction helpers -------------------------------------------------------------
+    def _init_decode_head(self, decode_head: dict) -> None:
+        """Heads need not subclass mmseg's BaseDecodeHead; read what we need defensively."""
+        self.decode_head = MODELS.build(decode_head)
+        self.align_corners = getattr(self.decode_head, 'align_corners', False)
+        self.num_classes = getattr(self.decode_head, 'num_classes')
+        self.out_channels = getattr(self.decode_head, 'out_channels', self.num_classes)
+
+    def _check_text(self) -> None:
+        t = self.text_embedding
+        if t is not None and t.shape[0] != self.num_classes:
+            raise ValueError(f'text_embedding has {t.shape[0]} rows but the head predicts '
+                             f'{self.num_classes} classes')
+        m = self.mcc_text_embedding
+        if m is None or self.mcc_concept_groups is None:
+            if m is not None and m.shape[0] != self.num_classes:
+                raise ValueError(f'mcc_text_embedding has {m.shape[0]} rows for '
+                                 f'{self.num_classes} classes: pass mcc_concept_groups '
+                                 '(class -> concept row indices)')
+            return
+        groups = self.mcc_concept_groups
+        if len(groups) != self.num_classes:
+            raise ValueError(f'mcc_concept_groups has {len(groups)} groups for '
+                             f'{self.num_classes} classes')
+        rows = [i for g in groups for i in g]
+        if not rows or min(rows) < 0 or max(rows) >= m.shape[0] or any(not g for g in groups):
+            raise ValueError(f'mcc_concept_groups must index rows 0..{m.shape[0] - 1} of the mcc '
+                             'text embedding, with at least one row per class')
+
+    @property
+    def has_guidance(self) -> bool:
+        return self.clip_encoder is not None and self.mcc_text_embedding is not None
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.clip_encoder is not None:
+            self.clip_encoder.eval()  # the guidance encoder never trains
+        return self
+
+    def init_weights(self) -> None:
+        """Load pretrained CLIP weights into the CLIP encoders; the head keeps torch init."""
+        for module in (self.backbone, self.clip_encoder, self.conv_encoder):
+            if module is not None and hasattr(module, 'init_weights'):
+                module.init_weights()
+
+    # -- forward ----------------------------------------------------------------------------
+    def _clip_input(self, img: torch.Tensor) -> torch.Tensor:
+        return _renorm_imagenet_to_clip(img) if self.renorm_clip_img else img
+
+    def extract_feat(self, inputs: torch.Tensor) -> list:
+        """[backbone_out, text, conv_feats or None] (spec §3.3)."""
+        if self.text_embedding is None:
+            raise RuntimeError('VLMSegmentor has no text embedding; build it with '
+                               'text_embedding=<(N, 512) tensor>')
+        feats = self.backbone(self._clip_input(inputs))
+        conv = self.conv_encoder(inputs) if self.conv_encoder is not None else None
+        if conv is not None:
+            conv = tuple(conv) if isinstance(conv, (list, tuple)) else (conv,)
+        return [feats, self.text_embedding, conv]
+
+    def _switch_off_dropout(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Dropout) or getattr(m, 'disabled_by_disable_dropout', False):
+                m.eval()
+
+    def _perturb(self, x: list) -> list:
+        """UniMatch FP: append a dropout2d copy of every feature (global embedding duplicated)."""
+        def fp(f):
+            return torch.cat([f, F.dropout2d(f, p=self.fp_rate, training=True)])
+        (feats, glob), text, conv = x
+        feats = tuple(fp(f) for f in feats)
+        glob = torch.cat([glob, glob]) if glob is not None else None
+        conv = tuple(fp(f) for f in conv) if conv is not None else None
+        return [[feats, glob], text, conv]
+
+    def _head_logits(self, x: list) -> torch.Tensor:
+        out = self.decode_head(x, force_output_pred_masks=True)
+        if isinstance(out, dict):
+            out = out['pred_masks']
+        return out
+
+    def forward(self, inputs: torch.Tensor, data_samples=None, mode: str = 'tensor',
+                need_fp: bool = False):
+        if mode != 'tensor':
+            raise ValueError(f"VLMSegmentor supports mode='tensor' only (got {mode!r}); losses "
+                             'and predictions are computed by semiseg.methods / '
+                             'semiseg.evaluation.inference.predict')
+        x = self.extract_feat(inputs)
+        if self.disable_dropout and self.training:
+            self._switch_off_dropout()
+        if need_fp:
+            x = self._perturb(x)
+        logits = self._head_logits(x)
+        logits = F.interpolate(logits, size=inputs.shape[-2:], mode='bilinear',
+                               align_corners=self.align_corners)
+        if need_fp:
+            return tuple(logits.chunk(2))
+        return logits
+
+    # -- MaskCLIP guidance ------------------------------------------------------------------
+    def guidance_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Raw class cosines (B, N, h, w) of the frozen encoder (concept max per class)."""
+        if not self.has_guidance:
+            raise RuntimeError('this model has no MaskCLIP guidance: build it with a '
+                               'clip_encoder and an mcc_text_embedding')
+        emb = self.clip_encoder(self._clip_input(images))[0][0]
+        text = self.mcc_text_embedding.to(emb.dtype)
+        cos = F.conv2d(emb, text[:, :, None, None])
+        if self.mcc_concept_groups is not None:
+            cos = torch.stack([cos[:, g].amax(dim=1) for g in self.mcc_concept_groups], dim=1)
+        elif cos.shape[1] != self.num_classes:
+            raise RuntimeError(f'mcc text has {cos.shape[1]} rows for {self.num_classes} classes '
+                               'and no mcc_concept_groups')
+        return cos
+
+    @torch.no_grad()
+    def guidance_labels(self, images: torch.Tensor, conf_thresh: float) -> torch.Tensor:
+        """MaskCLIP pseudo-labels (B, H, W) int64; 255 where softmax(100 cos) max < conf_thresh."""
+        was_training = self.clip_encoder.training if self.clip_encoder is not None else False
+        if self.clip_encoder is not None:
+            self.clip_encoder.eval()
+        cos = self.guidance_logits(images)
+        cos = F.interpolate(cos, size=images.shape[-2:], mode='bilinear', align_corners=False)
+        conf, label = (100.0 * cos).softmax(dim=1).max(dim=1)
+        label[conf < conf_thresh] = 255
+        if was_training:
+            self.clip_encoder.train()
+        return label
