@@ -1,0 +1,197 @@
+"""experiments.py: errors (exit 2, one line, nothing written), listing, dry runs, launching."""
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+import semiseg.engine
+from semiseg import cli
+from semiseg.experiments import get_runs
+from semiseg.experiments.io import load_config
+from semiseg.launch import local
+from semiseg.launch.options import SlurmOptions
+from semiseg.launch.rundir import create_run_dir
+
+SCRIPT = Path(__file__).resolve().parents[1] / 'experiments.py'
+
+
+def _cli(args, cwd, env_extra=None):
+    env = {'PATH': '/usr/bin:/bin', 'HOME': str(cwd), 'SEMISEG_CONFIG_DIR': str(cwd / 'gen'),
+           **(env_extra or {})}
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+ERRORS = [
+    (['--exp', '99', '--run', '0'], 'unknown experiment 99; valid: 0, 40, 41, 42, 43, 44'),
+    (['--exp', '40', '--run', '5'], 'run 5 out of range: experiment 40 has 5 runs (valid: 0-4 or all)'),
+    (['--exp', '40', '--run', '1-x'], "malformed run spec '1-x'"),
+    (['--exp', '40', '--run', '0', '--cfg-options', 'epochs'], "malformed --cfg-options item 'epochs'"),
+    (['--exp', '40', '--run', '0', '--cfg-options', 'optimizer.lrr=1'], "unknown config key 'optimizer.lrr'"),
+    (['--exp', '40', '--run', '0', '--cfg-options', 'x=[1'], 'cannot parse value'),
+    (['--exp', '40', '--run', '0', '--launcher', 'k8s'], "invalid choice: 'k8s' (choose from 'local', 'slurm', 'debug')"),
+    (['--exp', '40'], '--run is required with --exp 40'),
+    (['--run', '0'], '--exp is required (valid: 0, 40'),
+    (['--exp', 'forty', '--run', '0'], "argument --exp: invalid int value: 'forty'"),
+    (['--exp', '0', '--run', '0', '--resume', '--force'], '--resume and --force contradict'),
+    (['--exp', '0', '--run', '0', '--resume'], 'has no unfinished run folder'),
+    (['--exp', '0', '--run', '0', '--ngpus', '0'], '--ngpus must be at least 1'),
+    (['--exp', '0', '--run', '0', '--launcher', 'slurm', '--slurm-defaults', 'nope.yaml'],
+     'Slurm defaults file nope.yaml does not exist'),
+    (['--exp', '0', '--run', '0', '--launcher', 'slurm', '--time-min', '0'],
+     'time_min must be a positive integer'),
+]
+
+
+@pytest.mark.parametrize('args,message', ERRORS, ids=[' '.join(a) for a, _ in ERRORS])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, message):
+    res = _cli(args, tmp_path)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('experiments.py: error: '), res.stderr
+    assert message in lines[0]
+    assert 'Traceback' not in res.stderr and res.stdout == ''
+    assert list(tmp_path.iterdir()) == []   # no configs, no run folders
+
+
+def test_list(tmp_path):
+    res = _cli(['--list'], tmp_path)
+    assert res.returncode == 0
+    lines = res.stdout.splitlines()
+    assert [int(line.split()[0]) for line in lines] == [0, 40, 41, 42, 43, 44]
+    assert '12 runs' in lines[2]
+    res = _cli(['--exp', '44', '--list'], tmp_path)
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith('experiment 44: ')
+    assert lines[1].split() == ['run', 'dataset', 'split', 'method', 'GPUs', 'name']
+    assert lines[2].split() == ['0', 'cityscapes', '1_30', 'semivl', '8', get_runs(44)[0]['name']]
+    assert len(lines) == 7 and list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """In-process CLI with a fake engine, no GPU and a private config dir / exp root."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv('SEMISEG_CONFIG_DIR', str(tmp_path / 'gen'))
+    monkeypatch.setenv('HOME', str(tmp_path))
+    monkeypatch.delenv('SEMISEG_DATA', raising=False)
+    monkeypatch.delenv('SEMISEG_SLURM_DEFAULTS', raising=False)
+    monkeypatch.setattr(local, 'cuda_device_count', lambda: 0)
+    trained = []
+
+    def train(cfg, run_dir):
+        trained.append((cfg, Path(run_dir)))
+        (Path(run_dir) / 'results.json').write_text(json.dumps({'miou': 9.0, 'finished': True}))
+        return {'miou': 9.0, 'best_miou': 9.0}
+
+    monkeypatch.setattr(semiseg.engine, 'train', train, raising=False)
+    monkeypatch.setattr(semiseg.engine, 'TrainingInterrupted', KeyboardInterrupt, raising=False)
+    toy = types.ModuleType('semiseg.data.toy')
+    toy.prepared = []
+    toy.ensure_toy_dataset = lambda root: toy.prepared.append(root) or root
+    monkeypatch.setitem(sys.modules, 'semiseg.data.toy', toy)
+    return types.SimpleNamespace(root=tmp_path, trained=trained, toy=toy)
+
+
+def _run_dirs(root, exp_id=0):
+    folder = root / 'exp' / f'exp-{exp_id}'
+    return sorted(folder.iterdir()) if folder.is_dir() else []
+
+
+def test_dry_run_writes_configs_and_prints_commands(env, capsys, monkeypatch):
+    monkeypatch.setattr(local, 'cuda_device_count', lambda: 4)
+    assert cli.main(['--exp', '40', '--run', '0,3', '--dry-run']) == 0
+    out = capsys.readouterr().out
+    cfgs = get_runs(40)
+    assert sorted(p.name for p in (env.root / 'gen' / 'exp-40').iterdir()) == \
+        sorted(f'{c["name"]}.yaml' for c in cfgs)
+    assert f'run 0: {cfgs[0]["name"]}\n' in out and f'run 3: {cfgs[3]["name"]}\n' in out
+    assert 'run 1:' not in out
+    assert out.count('torchrun: ') == 2 and '--nproc_per_node 4 --master_addr 127.0.0.1 --master_port ' in out
+    assert f'-m semiseg.engine.run --run-dir exp/exp-40/' in out
+    assert not (env.root / 'exp').exists() and env.trained == []
+
+
+def test_dry_run_single_gpu_is_in_process(env, capsys):
+    assert cli.main(['--exp', '0', '--run', '2', '--dry-run', '--cfg-options', 'epochs=1']) == 0
+    out = capsys.readouterr().out
+    assert 'with --cfg-options epochs=1' in out
+    assert 'in-process (semiseg.engine.train), equivalent to: ' in out
+    assert '-m semiseg.engine.run --run-dir exp/exp-0/' in out
+    assert not (env.root / 'exp').exists() and env.toy.prepared == []
+
+
+def test_launch_then_skip_finished_then_force(env, capsys):
+    cfg = get_runs(0)[1]
+    assert cli.main(['--exp', '0', '--run', '1']) == 0
+    (run_dir,) = _run_dirs(env.root)
+    assert env.trained == [(cfg, Path('exp/exp-0') / run_dir.name)]
+    assert load_config(run_dir / 'config.yaml') == cfg
+    assert env.toy.prepared == [Path('~/data/toy/').expanduser()]
+    # finished: not trained again, exit 0, clear message
+    capsys.readouterr()
+    assert cli.main(['--exp', '0', '--run', '1']) == 0
+    out = capsys.readouterr().out
+    assert 'already finished' in out and 'Pass --force to train it again' in out
+    assert len(env.trained) == 1 and len(_run_dirs(env.root)) == 1
+    # --force: a new folder
+    assert cli.main(['--exp', '0', '--run', '1', '--force']) == 0
+    assert len(env.trained) == 2 and len(_run_dirs(env.root)) == 2
+
+
+def test_unfinished_folder_is_resumed(env, capsys):
+    cfg = get_runs(0)[0]
+    existing = create_run_dir(cfg, Path('exp'))
+    assert cli.main(['--exp', '0', '--run', '0', '--resume']) == 0
+    assert env.trained == [(cfg, existing)]
+    assert f'resuming {existing}' in capsys.readouterr().out
+    # a changed config does not match that folder: new folder
+    assert cli.main(['--exp', '0', '--run', '0', '--cfg-options', 'seed=4']) == 0
+    assert len(_run_dirs(env.root)) == 2 and env.trained[-1][0]['seed'] == 4
+
+
+def test_overrides_go_to_run_folder_not_generated_configs(env):
+    assert cli.main(['--exp', '0', '--run', '0-1', '--cfg-options', 'epochs=2', 'optimizer.lr=1e-3',
+                     '--data-root', '/datasets']) == 0
+    assert [c['name'] for c, _ in env.trained] == [c['name'] for c in get_runs(0)[:2]]
+    for cfg, run_dir in env.trained:
+        stored = load_config(run_dir / 'config.yaml')
+        assert stored['epochs'] == 2 and stored['optimizer']['lr'] == 1e-3
+        assert stored['data_root'] == '/datasets/toy/'
+    generated = load_config(env.root / 'gen' / 'exp-0' / f'{get_runs(0)[0]["name"]}.yaml')
+    assert generated['epochs'] == 4 and generated['data_root'] == '/datasets/toy/'
+
+
+def test_status_is_delegated(env, monkeypatch):
+    seen = []
+    status = types.ModuleType('semiseg.launch.status')
+    status.print_status = lambda exp_id, cfgs, exp_root: seen.append((exp_id, cfgs, exp_root))
+    monkeypatch.setitem(sys.modules, 'semiseg.launch.status', status)
+    assert cli.main(['--exp', '40', '--status', '--exp-root', 'runs']) == 0
+    assert seen == [(40, get_runs(40), Path('runs'))]
+    assert cli.main(['--exp', '40', '--status', '--run', '1']) == 0
+    assert seen[-1] == (40, [get_runs(40)[1]], Path('exp'))
+    assert not (env.root / 'gen').exists()
+
+
+@pytest.mark.parametrize('launcher', ['slurm', 'debug'])
+def test_slurm_launcher_submits_all_runs(env, monkeypatch, launcher):
+    submitted = []
+    slurm = types.ModuleType('semiseg.launch.slurm')
+    slurm.submit = lambda runs, opts, cluster='slurm': submitted.append((runs, opts, cluster))
+    monkeypatch.setitem(sys.modules, 'semiseg.launch.slurm', slurm)
+    defaults = env.root / 'slurm.yaml'
+    defaults.write_text('account: grp\npartition: cpu\n')
+    assert cli.main(['--exp', '40', '--run', 'all', '--launcher', launcher, '--ngpus', '2',
+                     '--partition', 'gpu', '--time-min', '60', '--sbatch', 'mail-type=END',
+                     '--slurm-defaults', str(defaults)]) == 0
+    (runs, opts, cluster), = submitted
+    assert cluster == launcher and env.trained == []
+    assert [c['name'] for c, _ in runs] == [c['name'] for c in get_runs(40)]
+    assert all((d / 'config.yaml').is_file() for _, d in runs)
+    assert isinstance(opts, SlurmOptions)
+    assert (opts.partition, opts.account, opts.time_min, opts.gpus_per_node, opts.extra_sbatch) == \
+        ('gpu', 'grp', 60, 2, ['mail-type=END'])

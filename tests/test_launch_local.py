@@ -1,0 +1,177 @@
+"""Local launch (in-process / torchrun) and run folders (creation, resume lookup)."""
+import json
+import os
+import socket
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+import semiseg.engine
+from semiseg.experiments import get_runs
+from semiseg.experiments.io import load_config
+from semiseg.launch import local
+from semiseg.launch.local import LaunchError, LocalPlan, build_torchrun_command, free_port, plan_local
+from semiseg.launch.rundir import (create_run_dir, find_finished, find_resumable, is_finished,
+                                   run_dir_path)
+
+
+class FakeInterrupted(Exception):
+    pass
+
+
+@pytest.fixture
+def fake_engine(monkeypatch):
+    """Replace semiseg.engine.train with a recorder (the real engine is tested elsewhere)."""
+    calls = []
+    behaviour = {}
+
+    def train(cfg, run_dir):
+        calls.append((cfg['name'], Path(run_dir)))
+        action = behaviour.get(cfg['name'])
+        if action is not None:
+            raise action
+        (Path(run_dir) / 'results.json').write_text(json.dumps({'miou': 1.0, 'finished': True}))
+        return {'miou': 1.0, 'best_miou': 1.0, 'finished': True}
+
+    monkeypatch.setattr(semiseg.engine, 'train', train, raising=False)
+    monkeypatch.setattr(semiseg.engine, 'TrainingInterrupted', FakeInterrupted, raising=False)
+    return calls, behaviour
+
+
+# ---------------------------------------------------------------- torchrun / planning
+
+def test_build_torchrun_command():
+    cmd = build_torchrun_command(Path('/x/run dir'), 4, 29513)
+    assert cmd == [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '4',
+                   '--master_addr', '127.0.0.1', '--master_port', '29513',
+                   '-m', 'semiseg.engine.run', '--run-dir', '/x/run dir']
+
+
+def test_free_port_is_bindable():
+    port = free_port()
+    assert 1024 <= port <= 65535
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', port))
+
+
+@pytest.mark.parametrize('n_gpus,ngpus,cuda,expected', [
+    (1, None, 4, LocalPlan('in-process', 1)),
+    (4, None, 4, LocalPlan('torchrun', 4)),
+    (4, 2, 4, LocalPlan('torchrun', 2)),
+    (4, 1, 4, LocalPlan('in-process', 1)),
+    (4, None, 0, LocalPlan('in-process', 1)),   # CPU only: in-process (with a warning)
+    (1, None, 0, LocalPlan('in-process', 1)),
+])
+def test_plan_local(n_gpus, ngpus, cuda, expected):
+    assert plan_local({'name': 'r', 'n_gpus': n_gpus}, ngpus, cuda) == expected
+
+
+def test_plan_local_errors_and_cpu_option():
+    with pytest.raises(LaunchError, match='only 2 are visible; pass --ngpus 2'):
+        plan_local({'name': 'r', 'n_gpus': 4}, None, 2)
+    assert plan_local({'name': 'r', 'n_gpus': 4, 'device': 'cpu'}, None, 8) == LocalPlan('in-process', 1)
+
+
+def test_launch_local_runs_in_order_and_continues_after_failure(tmp_path, fake_engine):
+    calls, behaviour = fake_engine
+    cfgs = get_runs(0)
+    runs = [(cfg, create_run_dir(cfg, tmp_path)) for cfg in cfgs]
+    behaviour[cfgs[1]['name']] = RuntimeError('boom')
+    assert local.launch_local(runs, cuda_count=0) == 1
+    assert [c[0] for c in calls] == [c['name'] for c in cfgs]
+    assert is_finished(runs[0][1]) and not is_finished(runs[1][1]) and is_finished(runs[2][1])
+
+
+def test_launch_local_stops_when_interrupted(tmp_path, fake_engine):
+    calls, behaviour = fake_engine
+    cfgs = get_runs(0)
+    runs = [(cfg, create_run_dir(cfg, tmp_path)) for cfg in cfgs]
+    behaviour[cfgs[0]['name']] = FakeInterrupted()
+    assert local.launch_local(runs, cuda_count=0) == 1
+    assert len(calls) == 1
+
+
+def test_launch_local_uses_torchrun_for_several_gpus(tmp_path, monkeypatch):
+    seen = []
+
+    class Done:
+        returncode = 0
+
+    def fake_run(cmd, env, check):
+        seen.append((cmd, env))
+        return Done()
+
+    monkeypatch.setattr(local.subprocess, 'run', fake_run)
+    cfg = get_runs(40)[0]
+    run_dir = create_run_dir(cfg, tmp_path)
+    assert local.launch_local([(cfg, run_dir)], ngpus=2, cuda_count=2) == 0
+    (cmd, env), = seen
+    assert cmd[:5] == [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2']
+    assert cmd[-2:] == ['--run-dir', str(run_dir)]
+    assert str(local.REPO_ROOT) in env['PYTHONPATH'].split(os.pathsep)
+
+
+def test_launch_local_checks_every_plan_before_starting(tmp_path, fake_engine):
+    calls, _ = fake_engine
+    cfgs = [get_runs(0)[0], get_runs(40)[0]]
+    runs = [(cfg, tmp_path / str(i)) for i, cfg in enumerate(cfgs)]
+    with pytest.raises(LaunchError):
+        local.launch_local(runs, cuda_count=2)
+    assert calls == []
+
+
+# ---------------------------------------------------------------- run folders
+
+def test_run_dir_layout(tmp_path):
+    cfg = get_runs(0)[0]
+    when = datetime(2026, 3, 4, 5, 6)
+    path = create_run_dir(cfg, tmp_path / 'exp', now=when, uid='abcde')
+    assert path == tmp_path / 'exp' / 'exp-0' / f'260304-0506_{cfg["name"]}_abcde'
+    assert load_config(path / 'config.yaml') == cfg
+    with pytest.raises(FileExistsError):
+        create_run_dir(cfg, tmp_path / 'exp', now=when, uid='abcde')
+    fresh = run_dir_path(cfg, tmp_path / 'exp')
+    assert not fresh.exists() and len(fresh.name.rsplit('_', 1)[1]) == 5
+
+
+def _finish(run_dir, finished=True):
+    (run_dir / 'results.json').write_text(json.dumps({'miou': 50.0, 'finished': finished}))
+
+
+def test_find_resumable_and_finished(tmp_path):
+    cfg, other = get_runs(0)[:2]
+    assert find_resumable(cfg, tmp_path) is None and find_finished(cfg, tmp_path) is None
+    old = create_run_dir(cfg, tmp_path, now=datetime(2026, 1, 1, 0, 0))
+    new = create_run_dir(cfg, tmp_path, now=datetime(2026, 1, 2, 0, 0))
+    create_run_dir(other, tmp_path, now=datetime(2026, 1, 3, 0, 0))
+    changed = dict(cfg, seed=5)
+    create_run_dir(changed, tmp_path, now=datetime(2026, 1, 4, 0, 0))
+    assert find_resumable(cfg, tmp_path) == new          # newest unfinished with equal config
+    _finish(new)
+    assert find_resumable(cfg, tmp_path) == old
+    assert find_finished(cfg, tmp_path) == new
+    _finish(old, finished=False)                         # results without finished: true
+    assert find_resumable(cfg, tmp_path) == old
+    _finish(old)
+    assert find_resumable(cfg, tmp_path) is None
+    assert find_resumable(dict(cfg, exp=41), tmp_path) is None   # other experiment folder
+
+
+def test_find_resumable_same_minute_uses_mtime(tmp_path):
+    cfg = get_runs(0)[0]
+    when = datetime(2026, 1, 1, 0, 0)
+    first = create_run_dir(cfg, tmp_path, now=when, uid='zzzzz')
+    second = create_run_dir(cfg, tmp_path, now=when, uid='aaaaa')
+    t = time.time()
+    os.utime(first / 'config.yaml', (t - 10, t - 10))
+    assert find_resumable(cfg, tmp_path) == second
+
+
+def test_unreadable_results_count_as_unfinished(tmp_path):
+    cfg = get_runs(0)[0]
+    run_dir = create_run_dir(cfg, tmp_path)
+    (run_dir / 'results.json').write_text('{not json')
+    assert not is_finished(run_dir) and find_resumable(cfg, tmp_path) == run_dir
