@@ -1,0 +1,58 @@
+"""Reading one sample from disk: RGB image, raw label-id mask, ADE's zero-label reduction."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from semiseg.data.errors import DataError
+from semiseg.data.splits import SplitEntry
+
+
+def _open(path: Path, kind: str, entry: SplitEntry) -> Image.Image:
+    if not path.is_file():
+        raise DataError(f'{kind} {path} not found (listed at {entry.where}); check data_root and '
+                        'the split list')
+    try:
+        img = Image.open(path)
+        img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise DataError(f'cannot read {kind} {path} (listed at {entry.where}): {err}; the file is '
+                        'corrupt or not an image, replace it') from err
+    return img
+
+
+def reduce_zero_label(mask: np.ndarray) -> np.ndarray:
+    """ADE's label shift, as the release does it: 0 -> 255, then -1, then 254 -> 255.
+
+    Label 0 ('other') and the ignore id 255 both end up 255; every class id drops by one.
+    """
+    out = mask.astype(np.uint8, copy=True)
+    out[out == 0] = 255
+    out = out - np.uint8(1)
+    out[out == 254] = 255
+    return out
+
+
+def load_sample(data_root: Path, entry: SplitEntry,
+                zero_label_reduction: bool = False) -> tuple[Image.Image, Image.Image]:
+    """The RGB image and the label mask (mode 'L', raw label ids) of one split entry."""
+    img = _open(data_root / entry.image, 'image', entry).convert('RGB')
+    mask_path = data_root / entry.mask
+    raw = _open(mask_path, 'mask', entry)
+    if raw.mode not in ('P', 'L', 'I', 'I;16', '1'):
+        raise DataError(f'mask {mask_path} (listed at {entry.where}) has mode {raw.mode!r}; masks '
+                        'must be single-channel label-id PNGs (mode L or P), not colour images')
+    mask = np.array(raw)
+    if mask.max(initial=0) > 255:
+        raise DataError(f'mask {mask_path} (listed at {entry.where}) holds label ids above 255; '
+                        'store label ids 0..254 and 255 for ignore')
+    mask = mask.astype(np.uint8)
+    if mask.shape != (img.height, img.width):
+        raise DataError(f'mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but image '
+                        f'{data_root / entry.image} is {img.width}x{img.height} (listed at '
+                        f'{entry.where}); every mask must have its image\'s size')
+    if zero_label_reduction:
+        mask = reduce_zero_label(mask)
+    return img, Image.fromarray(mask)
