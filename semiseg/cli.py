@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -19,7 +20,7 @@ from semiseg.experiments.registry import UnknownExperiment
 from semiseg.experiments.selection import SPEC_HELP, RunSpecError, parse_run_spec
 from semiseg.launch.local import LaunchError
 from semiseg.launch.options import SlurmOptions, SlurmOptionsError
-from semiseg.launch.rundir import find_finished, find_resumable, run_dir_path
+from semiseg.launch.rundir import CONFIG_FILE, find_finished, find_resumable, run_dir_path
 
 log = logging.getLogger('semiseg.cli')
 
@@ -217,8 +218,14 @@ def _launch(decisions: list[Decision], args: argparse.Namespace, slurm: SlurmOpt
             print(f'run {d.index}: new run folder {run_dir}')
             runs.append((d.cfg, run_dir))
     if slurm is not None:
-        from semiseg.launch.slurm import submit
-        submit(runs, slurm, cluster=args.launcher)
+        from semiseg.launch.slurm import SlurmError, submit
+        try:
+            submit(runs, slurm, cluster=args.launcher)
+        except SlurmError as e:  # e.g. unknown partition: undo the folders made for this call
+            for d, (_, run_dir) in zip(todo, runs):
+                if d.action == 'new' and [p.name for p in run_dir.iterdir()] == [CONFIG_FILE]:
+                    shutil.rmtree(run_dir)
+            raise UsageError(str(e)) from None
         return 0
     from semiseg.launch.local import launch_local
     return launch_local(runs, args.ngpus, cuda_count=cuda)

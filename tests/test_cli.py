@@ -182,6 +182,7 @@ def test_slurm_launcher_submits_all_runs(env, monkeypatch, launcher):
     submitted = []
     slurm = types.ModuleType('semiseg.launch.slurm')
     slurm.submit = lambda runs, opts, cluster='slurm': submitted.append((runs, opts, cluster))
+    slurm.SlurmError = RuntimeError
     monkeypatch.setitem(sys.modules, 'semiseg.launch.slurm', slurm)
     defaults = env.root / 'slurm.yaml'
     defaults.write_text('account: grp\npartition: cpu\n')
@@ -195,3 +196,19 @@ def test_slurm_launcher_submits_all_runs(env, monkeypatch, launcher):
     assert isinstance(opts, SlurmOptions)
     assert (opts.partition, opts.account, opts.time_min, opts.gpus_per_node, opts.extra_sbatch) == \
         ('gpu', 'grp', 60, 2, ['mail-type=END'])
+
+
+def test_slurm_rejection_removes_new_folders(env, monkeypatch, capsys):
+    class SlurmError(RuntimeError):
+        pass
+
+    def submit(runs, opts, cluster='slurm'):
+        raise SlurmError("unknown Slurm partition 'gpux'; available: debug")
+
+    slurm = types.ModuleType('semiseg.launch.slurm')
+    slurm.SlurmError, slurm.submit = SlurmError, submit
+    monkeypatch.setitem(sys.modules, 'semiseg.launch.slurm', slurm)
+    kept = create_run_dir(get_runs(0)[0], Path('exp'))   # resumed, so it must survive
+    assert cli.main(['--exp', '0', '--run', 'all', '--launcher', 'slurm', '--partition', 'gpux']) == 2
+    assert "error: unknown Slurm partition 'gpux'" in capsys.readouterr().err
+    assert _run_dirs(env.root) == [env.root / kept]
