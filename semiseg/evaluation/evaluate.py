@@ -39,6 +39,13 @@ def _default_predict() -> Callable:
     return predict
 
 
+def _center_crop_mask(mask: torch.Tensor, crop: int) -> torch.Tensor:
+    """The mask crop matching the image crop of 'center_crop' mode (same offsets)."""
+    h, w = mask.shape[-2:]
+    top, left = max((h - crop) // 2, 0), max((w - crop) // 2, 0)
+    return mask[..., top:top + crop, left:left + crop]
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, cfg: dict,
              device: torch.device | str | None = None,
@@ -46,9 +53,10 @@ def evaluate(model: nn.Module, loader: DataLoader, cfg: dict,
     """mIoU of `model` on `loader` (items: image (1,3,h,w), mask (1,H,W), id).
 
     Uses cfg['eval_mode'], cfg['crop_size'] and, for the zegclip and padded sliding windows,
-    cfg['stride']. The logits are produced at the mask size (out_size), so a resized val image
-    is scored at its original resolution. Counts are all-reduced across ranks. The model runs
-    unwrapped from DDP in eval mode; its previous train/eval mode is restored.
+    cfg['stride']. out_size = the mask size (zegclip_sliding_window resizes to it, so a resized
+    val image is scored at its original resolution); center_crop crops the mask too. Counts
+    are all-reduced across ranks. The model runs unwrapped from DDP in eval mode; its previous
+    train/eval mode is restored.
     Returns {'miou': float, 'per_class_iou': list[float]} in percent.
     """
     for key in ('eval_mode', 'crop_size', 'nclass'):
@@ -70,6 +78,15 @@ def evaluate(model: nn.Module, loader: DataLoader, cfg: dict,
             img, mask = item[0].to(device), item[1].to(device)
             logits = predict(net, img, mode, cfg['crop_size'], stride=stride,
                              out_size=tuple(mask.shape[-2:]))
+            if mode == 'center_crop':
+                mask = _center_crop_mask(mask, cfg['crop_size'])
+            if tuple(logits.shape[-2:]) != tuple(mask.shape[-2:]):
+                name = item[2][0] if len(item) > 2 else '?'
+                raise ValueError(
+                    f'eval_mode {mode!r} gave {tuple(logits.shape[-2:])} scores for a '
+                    f'{tuple(mask.shape[-2:])} mask (image {name}); '
+                    'only zegclip_sliding_window resizes to the mask size, so use it when the '
+                    'val images are resized (img_scale)')
             acc.update(logits.argmax(dim=1), mask)
     finally:
         net.train(was_training)

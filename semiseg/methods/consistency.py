@@ -31,7 +31,8 @@ class ConsistencyMethod(Method):
         self.conf_thresh = float(cfg.get('conf_thresh', 0.95))
         self.conf_mode = cfg.get('conf_mode', 'pixelwise')
         if self.conf_mode not in CONF_MODES:
-            raise ValueError(f'unknown conf_mode {self.conf_mode!r}; valid: {", ".join(CONF_MODES)}')
+            raise ValueError(f'unknown conf_mode {self.conf_mode!r}; valid: '
+                             f'{", ".join(CONF_MODES)}')
         if not cfg.get('pleval', True):
             raise ValueError('pleval: False is not supported: the partner pseudo-labels are '
                              'predicted in eval mode, as the release asserts; set pleval: True')
