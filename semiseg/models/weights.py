@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import re
+import zipfile
 from pathlib import Path
 from typing import Mapping
 
@@ -57,11 +58,20 @@ def _unwrap(obj: object, path: str) -> dict[str, torch.Tensor]:
     return out
 
 
+def _is_torchscript(path: str) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return any(n.split('/', 1)[-1].startswith('code/') for n in zf.namelist())
+
+
 def read_checkpoint_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read any supported checkpoint file (TorchScript archive or pickled dict) to CPU tensors."""
     path = os.path.expanduser(str(path))
     if not os.path.isfile(path):
         raise WeightsError(f'CLIP weight file not found: {path}. {HOW_TO_PROVIDE}')
+    if _is_torchscript(path):  # OpenAI's ViT-B-16.pt is a TorchScript archive
+        return _unwrap(torch.jit.load(path, map_location='cpu'), path)
     try:
         obj = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as load_error:  # noqa: BLE001 - fall back to TorchScript, report both
