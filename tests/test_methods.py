@@ -242,3 +242,22 @@ def test_unwrap_and_wrapped_model():
     cfg = cfg_for('semivl', maskclip_consistency_lambda=[0.1, 0])
     result = build_method(cfg, wrapped).step(make_batch(), StepContext(0, 10))
     assert 'loss_mc_fp' in result.losses
+
+
+def test_bf16_autocast_step_is_finite():
+    cfg = cfg_for('semivl', maskclip_consistency_lambda=[0.1, 0])
+    with torch.autocast(device_type='cpu', dtype=torch.bfloat16):
+        result = run_step(cfg)[2]
+    assert all(torch.isfinite(v.float()) for v in result.losses.values())
+    assert torch.isfinite(result.total().float())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_step_on_cuda():
+    model = StandIn().to('cuda')
+    batch = {k: v.to('cuda') for k, v in make_batch().items()}
+    cfg = cfg_for('semivl', maskclip_consistency_lambda=[0.1, 0])
+    result = build_method(cfg, model).step(batch, StepContext(0, 10, want_visuals=True))
+    result.total().backward()
+    assert all(v.device.type == 'cuda' for v in result.losses.values())
+    assert all(v.device.type == 'cpu' for v in result.visuals.values())
