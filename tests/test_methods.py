@@ -261,3 +261,32 @@ def test_step_on_cuda():
     result.total().backward()
     assert all(v.device.type == 'cuda' for v in result.losses.values())
     assert all(v.device.type == 'cpu' for v in result.visuals.values())
+
+
+class ConstantHeadLoss(nn.Module):
+    """A head loss_decode stand-in: 1 (with grad) whatever the labels; records the labels."""
+
+    def __init__(self):
+        super().__init__()
+        self.labels = []
+
+    def forward(self, pred, label):
+        self.labels.append(label)
+        return pred.sum() * 0 + 1.0
+
+
+def test_mmseg_criterion_uses_the_head_loss():
+    model = StandIn()
+    model.decode_head.loss_decode = ConstantHeadLoss()
+    cfg = cfg_for('unimatch', criterion={'name': 'mmseg', 'kwargs': {'ignore_index': 255}},
+                  criterion_u='mmseg')
+    torch.manual_seed(0)
+    r = build_method(cfg, model).step(make_batch(), StepContext(0, 10))
+    assert r.losses['loss_x'].item() == 1.0
+    # unsupervised terms: head loss x fraction of confident valid pixels
+    assert r.losses['loss_fp'].item() == pytest.approx(r.stats['mask_ratio'].item())
+    fp_label = model.decode_head.loss_decode.labels[-1]
+    assert (fp_label[make_batch()['ignore'] == 255] == 255).all()
+    # CELoss configs never use it
+    sup = build_method(cfg_for('supervised'), model)
+    assert not isinstance(sup.criterion_l, ConstantHeadLoss)

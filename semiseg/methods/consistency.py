@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .base import Method
-from .losses import (CONF_MODES, build_criterion, confidence_weighted_loss,
+from .losses import (CONF_MODES, build_criterion, confidence_weighted_loss, head_loss,
                      mmseg_unsupervised_loss, unsupervised_ce_map)
 from .mixing import pseudo_label
 
@@ -21,13 +21,14 @@ class ConsistencyMethod(Method):
 
     def __init__(self, cfg: dict, model: nn.Module):
         super().__init__(cfg, model)
-        self.criterion_l = build_criterion(cfg.get('criterion', 'CELoss'))
+        head = head_loss(model)
+        self.criterion_l = build_criterion(cfg.get('criterion', 'CELoss'), head)
         self.criterion_u = cfg.get('criterion_u', 'CELoss')
         if self.criterion_u not in CRITERIA_U:
             raise ValueError(f'unknown criterion_u {self.criterion_u!r}; valid: '
                              f'{", ".join(CRITERIA_U)}')
-        # 'mmseg' applies the head's loss (the labeled criterion's CE) to masked pseudo-labels.
-        self.mmseg_criterion = build_criterion('mmseg')
+        # 'mmseg' applies the head's loss (or CE) to pseudo-labels masked to 255.
+        self.mmseg_criterion = build_criterion('mmseg', head)
         self.conf_thresh = float(cfg.get('conf_thresh', 0.95))
         self.conf_mode = cfg.get('conf_mode', 'pixelwise')
         if self.conf_mode not in CONF_MODES:

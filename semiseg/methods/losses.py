@@ -68,13 +68,25 @@ class OhemCrossEntropy(nn.Module):
         return self.ce(pred, target)
 
 
-def build_criterion(cfg_criterion: dict | str) -> nn.Module:
+def head_loss(model: nn.Module) -> nn.Module | None:
+    """The model head's own loss (`decode_head.loss_decode`, e.g. ZegCLIP's SegLossPlus), if any.
+
+    It is what the release's 'mmseg' criterion computes; heads without one (VLG, DLV3P) return
+    None and 'mmseg' falls back to the CE their loss_decode would be.
+    """
+    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        model = model.module
+    loss = getattr(getattr(model, 'decode_head', None), 'loss_decode', None)
+    return loss if callable(loss) else None
+
+
+def build_criterion(cfg_criterion: dict | str, head: nn.Module | None = None) -> nn.Module:
     """The labeled criterion from the config's `criterion` entry.
 
     `cfg_criterion` is `{'name': ..., 'kwargs': {...}}` or a bare name:
     - 'CELoss': CE, ignore 255, mean over non-ignored pixels;
-    - 'mmseg': the head's loss_decode of the release, which for our heads is the same CE
-      (ignore 255, mean over non-ignored pixels);
+    - 'mmseg': the head's loss_decode (`head`, see `head_loss`) when the model has one,
+      otherwise the same CE as 'CELoss';
     - 'OHEM': OhemCrossEntropy (defaults thresh 0.7, min_kept 200000; kwargs override them).
     """
     if isinstance(cfg_criterion, str):
@@ -88,6 +100,8 @@ def build_criterion(cfg_criterion: dict | str) -> nn.Module:
         unknown = set(kwargs) - {'ignore_index'}
         if unknown:
             raise ValueError(f'criterion {name!r} takes only ignore_index, got {sorted(unknown)}')
+        if name == 'mmseg' and head is not None:
+            return head
         return CrossEntropy(**kwargs)
     if name == 'OHEM':
         unknown = set(kwargs) - {'ignore_index', 'thresh', 'min_kept'}

@@ -4,7 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from .base import Method, StepContext, StepResult, keep_visuals
-from .losses import build_criterion
+from .losses import build_criterion, head_loss
 
 
 class Supervised(Method):
@@ -14,7 +14,7 @@ class Supervised(Method):
 
     def __init__(self, cfg: dict, model: nn.Module):
         super().__init__(cfg, model)
-        self.criterion_l = build_criterion(cfg.get('criterion', 'CELoss'))
+        self.criterion_l = build_criterion(cfg.get('criterion', 'CELoss'), head_loss(model))
 
     def step(self, batch: dict, ctx: StepContext) -> StepResult:
         self.check_batch(batch)
