@@ -108,14 +108,14 @@ class _StopRelay:
                     signal.Signals(signum).name)
         self.requeue_asked = True
         if self.phase == 'training':
-            _request_stop()
+            _request_stop(f'received {signal.Signals(signum).name} (Slurm time limit or preemption)')
         elif self.phase == 'starting':  # nothing to save yet: requeue right away
             self.requeue()
 
     def _on_term(self, signum: int, frame: FrameType | None) -> None:
         log.warning('received SIGTERM: stopping at the end of this iteration')
         if self.phase == 'training':
-            _request_stop()
+            _request_stop('received SIGTERM')
 
     def wait_for_usr(self, grace_s: float) -> bool:
         """Give a USR2 that follows a SIGTERM (preemption) a moment to arrive."""
@@ -129,9 +129,9 @@ class _StopRelay:
         self.submitit_handler(self.usr_sig, None)
 
 
-def _request_stop() -> None:
+def _request_stop(reason: str) -> None:
     from semiseg.engine.signals import request_stop
-    request_stop()
+    request_stop(reason)
 
 
 class TrainJob(submitit.helpers.Checkpointable):

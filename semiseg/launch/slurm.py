@@ -91,8 +91,12 @@ def sbatch_parameters(res: Resources, opts: SlurmOptions, job_name: str) -> dict
         'cpus_per_task': res.cpus_per_task,
         'signal_delay_s': SIGNAL_DELAY_S,
         'array_parallelism': opts.array_parallelism,
-        # the job imports this checkout's semiseg, wherever sbatch was called from
-        'setup': [f'export PYTHONPATH={shlex.quote(str(REPO_ROOT))}${{PYTHONPATH:+:$PYTHONPATH}}'],
+        'setup': [
+            # the job imports this checkout's semiseg, wherever sbatch was called from
+            f'export PYTHONPATH={shlex.quote(str(REPO_ROOT))}${{PYTHONPATH:+:$PYTHONPATH}}',
+            # torch would start one thread per core of the whole node: keep to the allocation
+            'export OMP_NUM_THREADS=${OMP_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-1}}',
+        ],
     }
     if res.gpus_per_node:
         params['gpus_per_node'] = res.gpus_per_node

@@ -1,0 +1,169 @@
+"""Experiment 0 through a real (local, single-node) Slurm: arrays, preemption requeue, plain requeue.
+
+Needs the cluster of tests/slurm/setup.sh (with accounting); skipped when it is not up. The toy
+dataset's split lists are trimmed (16 unlabeled -> 4 iterations per epoch, 4 val images) so a run
+takes seconds; everything else is the real exp-0 training.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slurm
+
+
+def _cluster_up() -> str | None:
+    """None when sbatch, sinfo and sacct answer; else the reason to skip."""
+    for tool in ('sbatch', 'srun', 'sinfo', 'sacct', 'scontrol'):
+        if shutil.which(tool) is None:
+            return f'{tool} not on PATH (start the local cluster with: bash tests/slurm/setup.sh)'
+    try:
+        states = subprocess.run(['sinfo', '-h', '-o', '%T'], capture_output=True, text=True, timeout=20)
+        acct = subprocess.run(['sacct', '-n', '-X', '-S', 'now'], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f'Slurm does not answer: {e}'
+    if states.returncode != 0 or not ({'idle', 'mixed', 'allocated'} & set(states.stdout.split())):
+        return f'no usable Slurm node: {states.stdout.strip() or states.stderr.strip()}'
+    if acct.returncode != 0:
+        return f'sacct fails (accounting needed to see cancelled jobs): {acct.stderr.strip()}'
+    return None
+
+
+_SKIP = _cluster_up()
+if _SKIP:
+    pytest.skip(_SKIP, allow_module_level=True)
+
+from semiseg.experiments.registry import get_runs  # noqa: E402
+from semiseg.launch.job import read_attempts, read_job_record  # noqa: E402
+from semiseg.launch.options import SlurmOptions  # noqa: E402
+from semiseg.launch.rundir import create_run_dir  # noqa: E402
+from semiseg.launch.slurm import SlurmError, submit  # noqa: E402
+from semiseg.launch.status import status_rows  # noqa: E402
+
+# every run: CPU, a state.json line per iteration, no debug panels
+FAST = {'device': 'cpu', 'log_every': 1, 'debug_every_epoch': False}
+OPTS = SlurmOptions(cpus_per_task=1, time_min=15, mem_gb=2)
+
+
+@pytest.fixture(scope='module')
+def data_root(tmp_path_factory) -> Path:
+    """The toy dataset with short split lists: 16 unlabeled (4 iterations/epoch), 4 val images."""
+    from semiseg.data.toy import ensure_toy_dataset
+    root = tmp_path_factory.mktemp('data')
+    toy = ensure_toy_dataset(root / 'toy')
+    for rel, keep in (('splits/16/unlabeled.txt', 16), ('splits/val.txt', 4)):
+        path = toy / rel
+        path.write_text(''.join(path.read_text().splitlines(keepends=True)[:keep]))
+    return root
+
+
+def _runs(data_root: Path, exp_root: Path, indices: list[int], **overrides) -> list[tuple[dict, Path]]:
+    cfgs = get_runs(0, data_root=str(data_root))
+    out = []
+    for i in indices:
+        cfg = {**cfgs[i], **FAST, **overrides}
+        out.append((cfg, create_run_dir(cfg, exp_root)))
+    return out
+
+
+def _read(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _wait(predicate, timeout: float, what: str, jobs=()) -> None:
+    """Poll `predicate` until true; on timeout fail with the job logs."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    logs = '\n'.join(f'--- {job.job_id}\n{job.stderr() or ""}'[-3000:] for job in jobs)
+    pytest.fail(f'timed out after {timeout:.0f} s waiting for {what}\n{logs}')
+
+
+def _finished(run_dir: Path) -> bool:
+    return bool(_read(run_dir / 'results.json').get('finished'))
+
+
+def test_exp0_array_through_the_cli(data_root, tmp_path):
+    """Two exp-0 runs -> one job array through the CLI; both finish; --status says so."""
+    exp_root = tmp_path / 'exp'
+    cmd = [sys.executable, 'experiments.py', '--exp', '0', '--run', '0,1', '--launcher', 'slurm',
+           '--cpus-per-task', '1', '--time-min', '15', '--data-root', str(data_root),
+           '--exp-root', str(exp_root), '--cfg-options', 'epochs=1', 'device=cpu', 'log_every=1']
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_dirs = sorted((exp_root / 'exp-0').glob('*_toy-16-64_*'))
+    assert len(run_dirs) == 2
+    ids = sorted(read_job_record(d)['job_id'] for d in run_dirs)
+    base = ids[0].split('_')[0]
+    assert ids == [f'{base}_0', f'{base}_1'], 'two runs must share one job array'
+    script = next((exp_root / 'exp-0' / 'slurm-logs').rglob('*_submission.sh')).read_text()
+    assert '#SBATCH --array=0-1%' in script and 'gpus' not in script and '--ntasks-per-node=1' in script
+    _wait(lambda: all(_finished(d) for d in run_dirs), 150, 'both array tasks to finish')
+    for d in run_dirs:
+        assert _read(d / 'results.json')['iters'] == 4
+    status = subprocess.run(cmd[:6] + ['--status', '--data-root', str(data_root), '--exp-root', str(exp_root),
+                                       '--cfg-options', 'epochs=1', 'device=cpu', 'log_every=1'],
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.count('finished') == 2 and 'best mIoU' in status.stdout, status.stdout
+
+
+def test_preempted_and_plainly_requeued_jobs_resume_without_lost_iterations(data_root, tmp_path):
+    """USR2 (submitit preemption) -> checkpoint + self-requeue; `scontrol requeue` -> resume at start."""
+    (pre_cfg, pre_dir), = _runs(data_root, tmp_path / 'exp', [0], epochs=3)        # 12 iterations
+    (plain_cfg, plain_dir), = _runs(data_root, tmp_path / 'exp', [0], epochs=3, seed=1)
+    runs = [(pre_cfg, pre_dir), (plain_cfg, plain_dir)]
+    jobs = submit(runs, OPTS)
+    pre_job, plain_job = jobs
+    assert read_job_record(pre_dir)['job_id'] == pre_job.job_id
+
+    def training(run_dir: Path) -> bool:
+        state = _read(run_dir / 'state.json')
+        return state.get('state') == 'running' and state.get('iteration', 0) >= 2
+
+    _wait(lambda: training(pre_dir) and training(plain_dir), 120, 'both jobs to train', jobs)
+    rows = status_rows([pre_cfg, plain_cfg], tmp_path / 'exp')
+    assert [r.status for r in rows] == ['running', 'running'] and 'ETA' in rows[0].detail
+    pre_job._interrupt()                                          # SIGTERM + USR2, as submitit's preemption
+    subprocess.run(['scontrol', 'requeue', plain_job.job_id], check=True)
+    _wait(lambda: _read(pre_dir / 'state.json').get('state') == 'interrupted'
+          and _read(plain_dir / 'state.json').get('state') == 'interrupted', 60, 'both jobs to save', jobs)
+    stopped = {d: _read(d / 'state.json')['iteration'] for d in (pre_dir, plain_dir)}
+    assert all(0 < it < 12 for it in stopped.values()), stopped
+    _wait(lambda: _finished(pre_dir) and _finished(plain_dir), 180, 'both requeued jobs to finish', jobs)
+    for run_dir, job in ((pre_dir, pre_job), (plain_dir, plain_job)):
+        results = _read(run_dir / 'results.json')
+        assert results['iters'] == 12 and results['epochs'] == 3
+        attempts = read_attempts(run_dir)
+        assert [a['job_id'] for a in attempts] == [job.job_id] * 2, attempts
+        log = (run_dir / 'train.log').read_text()
+        assert f'at iteration {stopped[run_dir]}/12' in log, 'the second start must resume where the first stopped'
+    assert 'this job is preempted' in pre_job.stderr()
+    assert pre_job.result()['finished'] is True
+    assert [r.status for r in status_rows([pre_cfg, plain_cfg], tmp_path / 'exp')] == ['finished'] * 2
+
+
+def test_bad_requests_fail_before_submission(data_root, tmp_path):
+    runs = _runs(data_root, tmp_path / 'exp', [0])
+    before = subprocess.run(['squeue', '-h', '-o', '%i'], capture_output=True, text=True).stdout
+    with pytest.raises(SlurmError, match="unknown Slurm partition 'nope'; available: debug"):
+        submit(runs, SlurmOptions(partition='nope', cpus_per_task=1))
+    gpu_runs = [({**cfg, 'device': 'auto'}, d) for cfg, d in runs]
+    with pytest.raises(SlurmError, match=r"needs 1 GPUs per node but .* 'debug' has 0.*device=cpu"):
+        submit(gpu_runs, SlurmOptions(cpus_per_task=1))
+    with pytest.raises(SlurmError, match='CPUs per node'):
+        submit(runs, SlurmOptions(cpus_per_task=64))
+    assert subprocess.run(['squeue', '-h', '-o', '%i'], capture_output=True, text=True).stdout == before
+    assert read_job_record(runs[0][1]) is None
