@@ -98,8 +98,13 @@ def _concept_groups(cfg: dict, rows: int, nclass: int) -> list[list[int]] | None
     given = (cfg.get('model_args') or {}).get('mcc_concept_groups')
     if given is not None:
         return given
+    from semiseg.models.text_embeddings import concept_groups
+    try:
+        groups = concept_groups(cfg, 'mcc')
+    except (KeyError, ValueError):  # unknown dataset/variant: fall back to the release tables
+        groups = None
     stem = f"{TEXT_PREFIX.get(cfg.get('dataset'), cfg.get('dataset'))}_{_mcc_variant(cfg)}"
-    groups = concept_groups_for(stem)
+    groups = groups if groups is not None else concept_groups_for(stem)
     if groups is None:
         raise ValueError(f'the mcc text embedding has {rows} rows for {nclass} classes and no '
                          f'class->concept grouping is known for {stem!r}; set '

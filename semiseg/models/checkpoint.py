@@ -1,0 +1,108 @@
+"""Load model weights from our checkpoints, the SemiVL release's, or plain state dicts.
+
+Accepted: `{'model': state_dict, ...}` (ours: written by the engine; the release: DDP keys with
+`module.`), `{'state_dict': ...}` and a bare state dict. Guidance-encoder keys (`clip_encoder.*`)
+may be absent from the file (release eval.py strips them; the encoder then keeps its CLIP
+weights) or present without an encoder in the model (they are ignored).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import torch.nn as nn
+
+logger = logging.getLogger(__name__)
+
+GUIDANCE_PREFIX = 'clip_encoder.'
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is unreadable or does not fit the model."""
+
+
+def _read(path: Path) -> Any:
+    if not path.is_file():
+        raise CheckpointError(f'checkpoint {path} does not exist')
+    try:
+        return torch.load(path, map_location='cpu', weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile,
+            ValueError, AttributeError, ModuleNotFoundError) as err:
+        raise CheckpointError(f'cannot read {path} as a torch checkpoint ({type(err).__name__}: '
+                              f'{err}); is the file complete and written by torch.save?') from err
+
+
+def extract_state_dict(obj: Any, source: str = 'checkpoint') -> dict[str, torch.Tensor]:
+    """The model state dict inside a loaded checkpoint object, without `module.` prefixes."""
+    if isinstance(obj, nn.Module):
+        obj = obj.state_dict()
+    if isinstance(obj, Mapping):
+        for key in ('model', 'state_dict'):
+            if key in obj and isinstance(obj[key], Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not obj or \
+            not all(isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items()):
+        kind = type(obj).__name__
+        keys = list(obj)[:5] if isinstance(obj, Mapping) else []
+        raise CheckpointError(f'{source} holds no state dict ({kind} with keys {keys}); expected '
+                              "{'model': state_dict, ...} or a plain {name: tensor} dict")
+    return {(k[len('module.'):] if k.startswith('module.') else k): v for k, v in obj.items()}
+
+
+def _summary(keys: list[str], what: str) -> str:
+    return f'{len(keys)} {what} (e.g. {", ".join(keys[:5])})'
+
+
+def load_state_dict_checked(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
+                            source: str = 'checkpoint') -> None:
+    """Strict load with readable errors; tolerates only guidance-encoder key differences."""
+    own = model.state_dict()
+    has_guidance = any(k.startswith(GUIDANCE_PREFIX) for k in own)
+    sd = dict(state_dict)
+    if not has_guidance:
+        dropped = [k for k in sd if k.startswith(GUIDANCE_PREFIX)]
+        for k in dropped:
+            del sd[k]
+        if dropped:
+            logger.info('ignoring %d clip_encoder tensors (model has no guidance encoder)',
+                        len(dropped))
+    missing = [k for k in own if k not in sd]
+    tolerated = [k for k in missing if k.startswith(GUIDANCE_PREFIX)]
+    missing = [k for k in missing if not k.startswith(GUIDANCE_PREFIX)]
+    unexpected = [k for k in sd if k not in own]
+    shape = [f'{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}'
+             for k, v in sd.items() if k in own and own[k].shape != v.shape]
+    if missing or unexpected or shape:
+        parts = []
+        if missing:
+            parts.append(_summary(missing, 'missing keys'))
+        if unexpected:
+            parts.append(_summary(unexpected, 'unexpected keys'))
+        if shape:
+            parts.append(_summary(shape, 'shape mismatches'))
+        raise CheckpointError(f'{source} does not fit {type(model).__name__}: '
+                              + '; '.join(parts) + '. Was it trained with the same model, '
+                              'nclass and crop_size?')
+    if tolerated:
+        logger.warning('%s has no clip_encoder weights; the guidance encoder keeps its own',
+                       source)
+    model.load_state_dict(sd, strict=False)
+
+
+def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> dict[str, Any]:
+    """Load the model weights of `path` into `model` (DDP-wrapped or not).
+
+    Returns the loaded checkpoint object as a dict (optimizer etc. for the caller to use).
+    """
+    path = Path(path).expanduser()
+    obj = _read(path)
+    sd = extract_state_dict(obj, str(path))
+    load_state_dict_checked(getattr(model, 'module', model), sd, str(path))
+    logger.info('loaded %d tensors from %s', len(sd), path)
+    return obj if isinstance(obj, dict) else {'model': sd}
