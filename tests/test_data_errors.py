@@ -1,0 +1,158 @@
+"""Bad data gets a DataError naming the file and the fix; dataset metadata is consistent."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from semiseg.data import DATASETS, DataError, build_datasets, dataset_info
+from semiseg.data.datasets import colorize, voc_palette
+from semiseg.data.splits import read_split
+
+
+def _write_sample(root: Path, name: str, size=(40, 30), mask_size=None, mask_mode='L'):
+    w, h = size
+    (root / 'img').mkdir(parents=True, exist_ok=True)
+    (root / 'gt').mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((h, w, 3), 120, np.uint8)).save(root / 'img' / f'{name}.jpg')
+    mw, mh = mask_size or size
+    mask = Image.fromarray(np.ones((mh, mw), np.uint8))
+    mask.convert(mask_mode).save(root / 'gt' / f'{name}.png')
+    return f'img/{name}.jpg gt/{name}.png'
+
+
+def _dataset(root: Path, lines=None, val_lines=None, classes=('a', 'b')) -> dict:
+    """A custom dataset with 2 labeled / 3 unlabeled / 2 val samples; returns its config."""
+    lines = lines or [_write_sample(root, f's{i}') for i in range(5)]
+    (root / 'splits' / 'x').mkdir(parents=True, exist_ok=True)
+    (root / 'splits' / 'x' / 'labeled.txt').write_text('\n'.join(lines[:2]) + '\n')
+    (root / 'splits' / 'x' / 'unlabeled.txt').write_text('\n'.join(lines[2:]) + '\n')
+    (root / 'splits' / 'val.txt').write_text('\n'.join(val_lines or lines[:2]) + '\n')
+    (root / 'classes.txt').write_text('\n'.join(classes) + '\n')
+    return dict(dataset='mine', data_root=str(root), nclass=len(classes), split='x',
+                img_scale=None, scale_ratio_range=(0.5, 2.0), crop_size=32)
+
+
+def test_valid_custom_dataset_builds(tmp_path):
+    train_l, train_u, val = build_datasets(_dataset(tmp_path))
+    assert (len(train_l), len(train_u), len(val)) == (3, 3, 2)
+    img, mask, name = val[0]
+    assert img.shape == (3, 30, 40) and mask.shape == (30, 40) and name == 'img/s0.jpg'
+
+
+def test_missing_split_file_says_how_to_fetch(tmp_path):
+    cfg = dict(dataset='pascal', data_root=str(tmp_path / 'voc'), nclass=21, split='92',
+               img_scale=[2048, 512], crop_size=512)
+    with pytest.raises(DataError, match='not found.*semiseg.tools.fetch_splits pascal') as err:
+        build_datasets(cfg)
+    assert str(tmp_path / 'voc' / 'splits' / '92' / 'labeled.txt') in str(err.value)
+    assert f'--data-root {tmp_path}' in str(err.value)
+
+
+def test_malformed_split_line_names_file_and_line(tmp_path):
+    f = tmp_path / 'l.txt'
+    f.write_text('a.jpg a.png\n\nb.jpg\n')
+    with pytest.raises(DataError, match=r'l\.txt:3: expected two paths'):
+        read_split(f)
+    f.write_text('a.jpg a.png extra.png\n')
+    with pytest.raises(DataError, match=r'l\.txt:1: expected two paths'):
+        read_split(f)
+
+
+@pytest.mark.parametrize('line', ['../other/a.jpg gt/a.png', 'img/a.jpg /etc/a.png',
+                                  'img/../../a.jpg gt/a.png'])
+def test_path_escaping_root_rejected(tmp_path, line):
+    f = tmp_path / 'l.txt'
+    f.write_text(f'img/ok.jpg gt/ok.png\n{line}\n')
+    with pytest.raises(DataError, match=r'l\.txt:2: path .* escapes the data root'):
+        read_split(f)
+
+
+def test_inner_dotdot_that_stays_inside_is_fine(tmp_path):
+    f = tmp_path / 'l.txt'
+    f.write_text('img/sub/../a.jpg gt/a.png\n')
+    assert read_split(f)[0].image == 'img/sub/../a.jpg'
+
+
+def test_missing_image_caught_at_construction(tmp_path):
+    lines = [_write_sample(tmp_path, f's{i}') for i in range(5)]
+    (tmp_path / 'img' / 's2.jpg').unlink()       # first unlabeled entry
+    with pytest.raises(DataError, match=r'image .*s2\.jpg not found \(listed at .*unlabeled\.txt:1\)'):
+        build_datasets(_dataset(tmp_path, lines))
+
+
+def test_missing_mask_later_in_list_caught_lazily(tmp_path):
+    lines = [_write_sample(tmp_path, f's{i}') for i in range(8)]
+    (tmp_path / 'gt' / 's7.png').unlink()        # 6th unlabeled entry: beyond the up-front check
+    _, train_u, _ = build_datasets(_dataset(tmp_path, lines))
+    with pytest.raises(DataError, match=r'mask .*s7\.png not found'):
+        train_u[5]
+
+
+def test_unreadable_image(tmp_path):
+    lines = [_write_sample(tmp_path, f's{i}') for i in range(5)]
+    (tmp_path / 'img' / 's3.jpg').write_bytes(b'this is not a jpeg')
+    _, train_u, _ = build_datasets(_dataset(tmp_path, lines))
+    with pytest.raises(DataError, match=r'cannot read image .*s3\.jpg'):
+        train_u[1]
+
+
+def test_mask_size_mismatch(tmp_path):
+    lines = [_write_sample(tmp_path, f's{i}') for i in range(4)]
+    lines.append(_write_sample(tmp_path, 'bad', size=(40, 30), mask_size=(41, 30)))
+    _, train_u, _ = build_datasets(_dataset(tmp_path, lines))
+    with pytest.raises(DataError, match=r'mask .*bad\.png is 41x30 but image .*bad\.jpg is 40x30'):
+        train_u[2]
+
+
+def test_colour_mask_rejected(tmp_path):
+    lines = [_write_sample(tmp_path, f's{i}') for i in range(4)]
+    lines.append(_write_sample(tmp_path, 'rgb', mask_mode='RGB'))
+    _, train_u, _ = build_datasets(_dataset(tmp_path, lines))
+    with pytest.raises(DataError, match="mode 'RGB'"):
+        train_u[2]
+
+
+def test_nclass_mismatch(tmp_path):
+    cfg = _dataset(tmp_path)
+    cfg['nclass'] = 3
+    with pytest.raises(DataError, match='nclass=3.*2 classes'):
+        build_datasets(cfg)
+
+
+def test_custom_dataset_needs_classes_txt(tmp_path):
+    with pytest.raises(DataError, match='classes.txt'):
+        dataset_info('mine', tmp_path)
+
+
+def test_custom_palette(tmp_path):
+    (tmp_path / 'classes.txt').write_text('sky\nsea\n')
+    (tmp_path / 'palette.txt').write_text('0 0 255\n0, 128, 0\n')
+    info = dataset_info('mine', tmp_path)
+    assert info.class_names == ('sky', 'sea') and info.nclass == 2
+    assert info.palette[1].tolist() == [0, 128, 0]
+    (tmp_path / 'palette.txt').write_text('0 0 255\n0 300 0\n')
+    with pytest.raises(DataError, match=r'palette\.txt:2'):
+        dataset_info('mine', tmp_path)
+
+
+def test_builtin_dataset_infos():
+    assert {k: (v.folder, v.nclass, v.reduce_zero_label) for k, v in DATASETS.items()} == {
+        'pascal': ('voc', 21, False), 'cityscapes': ('cityscapes', 19, False),
+        'coco': ('coco', 81, False), 'ade': ('ADEChallengeData2016', 150, True),
+        'toy': ('toy', 5, False)}
+    pal = voc_palette()
+    assert pal[0].tolist() == [0, 0, 0] and pal[1].tolist() == [128, 0, 0]
+    assert pal[15].tolist() == [192, 128, 128] and pal[255].tolist() == [224, 224, 192]
+    assert colorize(np.array([[1, 255]]), pal).tolist() == [[[128, 0, 0], [224, 224, 192]]]
+    for info in DATASETS.values():
+        assert info.palette.shape == (256, 3) and info.palette.dtype == np.uint8
+        assert len({tuple(c) for c in info.palette[:info.nclass]}) == info.nclass
+
+
+def test_class_names_match_mmseg():
+    datasets = pytest.importorskip('mmseg.datasets')
+    assert DATASETS['pascal'].class_names == datasets.PascalVOCDataset.METAINFO['classes']
+    assert DATASETS['cityscapes'].class_names == datasets.CityscapesDataset.METAINFO['classes']
+    ade = tuple(c.strip() for c in datasets.ADE20KDataset.METAINFO['classes'])
+    assert DATASETS['ade'].class_names == ade

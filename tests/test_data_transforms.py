@@ -1,0 +1,164 @@
+"""Invariants of each augmentation of the release's data pipeline (spec semivl §7)."""
+import random
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from semiseg.data import transforms as tr
+from semiseg.data.loading import reduce_zero_label
+
+torch.set_num_threads(1)
+
+
+def _pair(h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    mask = Image.fromarray(rng.integers(0, 5, (h, w), dtype=np.uint8))
+    return img, mask
+
+
+@pytest.mark.parametrize('h, w, scale, ratio, expected', [
+    (375, 500, (2048, 512), 1.0, (512, 683)),     # VOC-like: short side 512
+    (500, 375, (2048, 512), 1.0, (683, 512)),
+    (375, 500, (2048, 512), 0.5, (256, 341)),     # int(1024·.5)... short edge binds: 256
+    (100, 1000, (2048, 512), 1.0, (205, 2048)),   # very wide: the long edge 2048 binds
+    (512, 512, (2048, 512), 1.7, (870, 870)),     # int(512·1.7) = 870
+])
+def test_ratio_rescale_size_formula(h, w, scale, ratio, expected):
+    assert tr.ratio_rescale_size(h, w, scale, ratio) == expected
+
+
+def test_ratio_rescale_draws_numpy_ratio_and_keeps_mask_values():
+    img, mask = _pair(60, 80)
+    np.random.seed(3)
+    ratio = np.random.random_sample() * (2.0 - 0.5) + 0.5
+    np.random.seed(3)
+    out_img, out_mask = tr.ratio_rescale(img, mask, (160, 40), (0.5, 2.0))
+    exp_h, exp_w = tr.ratio_rescale_size(60, 80, (160, 40), ratio)
+    assert out_img.size == out_mask.size == (exp_w, exp_h)
+    assert set(np.unique(np.array(out_mask))) <= set(np.unique(np.array(mask)))
+
+
+def test_long_side_rescale_range_and_rounding():
+    img, mask = _pair(30, 50)
+    random.seed(0)
+    sizes = [tr.long_side_rescale(img, mask, (0.5, 2.0))[0].size for _ in range(200)]
+    longs = {s[0] for s in sizes}
+    assert min(longs) >= 25 and max(longs) <= 100
+    assert 25 in longs and 100 in longs            # randint bounds are inclusive
+    for w, h in sizes:
+        assert h == int(30 * w / 50 + 0.5)
+    random.seed(1)
+    expected = random.randint(25, 100)
+    random.seed(1)
+    out_img, out_mask = tr.long_side_rescale(img, mask, (0.5, 2.0))
+    assert out_img.size == out_mask.size == (expected, int(30 * expected / 50 + 0.5))
+    assert set(np.unique(np.array(out_mask))) <= set(np.unique(np.array(mask)))
+
+
+@pytest.mark.parametrize('h, w, expected', [
+    (375, 500, (512, 683)), (500, 375, (683, 512)), (1024, 2048, (512, 1024)),
+    (1000, 1500, (512, 768)), (200, 3000, (512, 7680)),   # no cap on the long side
+])
+def test_val_resize_short_side_512(h, w, expected):
+    assert tr.val_resize_size(h, w, (2048, 512)) == expected
+    img, _ = _pair(h // 10, w // 10)
+    out = tr.val_resize(img, (2048, 512))
+    assert min(out.size) == 512
+
+
+@pytest.mark.parametrize('fill', [255, 254])
+def test_pad_and_crop_pads_right_bottom(fill):
+    img = Image.fromarray(np.full((30, 40, 3), 200, np.uint8))
+    mask = Image.fromarray(np.full((30, 40), 3, np.uint8))
+    random.seed(0)
+    out_img, out_mask = tr.pad_and_crop(img, mask, 64, fill)
+    a, m = np.array(out_img), np.array(out_mask)
+    assert a.shape == (64, 64, 3) and m.shape == (64, 64)
+    assert (a[:30, :40] == 200).all() and (a[30:] == 0).all() and (a[:, 40:] == 0).all()
+    assert (m[:30, :40] == 3).all() and (m[30:] == fill).all() and (m[:, 40:] == fill).all()
+
+
+def test_crop_of_large_image_is_a_window():
+    base = np.arange(100 * 120, dtype=np.int64).reshape(100, 120)
+    img = Image.fromarray(np.stack([base % 251] * 3, -1).astype(np.uint8))
+    mask = Image.fromarray((base % 7).astype(np.uint8))
+    random.seed(5)
+    x, y = random.randint(0, 120 - 64), random.randint(0, 100 - 64)
+    random.seed(5)
+    out_img, out_mask = tr.pad_and_crop(img, mask, 64, 255)
+    assert (np.array(out_mask) == (base % 7)[y:y + 64, x:x + 64]).all()
+    assert (np.array(out_img)[..., 0] == (base % 251)[y:y + 64, x:x + 64]).all()
+
+
+def test_hflip_flips_image_and_mask_together():
+    cols = np.tile(np.arange(50, dtype=np.uint8), (20, 1))
+    img = Image.fromarray(np.stack([cols] * 3, -1))
+    mask = Image.fromarray(cols)
+    random.seed(0)
+    flipped = 0
+    for _ in range(40):
+        a, m = (np.array(x) for x in tr.hflip(img, mask, 0.5))
+        assert (a[..., 0] == m).all()
+        flipped += int(m[0, 0] == 49)
+    assert 5 < flipped < 35
+
+
+def test_strong_view_keeps_size_and_changes_pixels():
+    img, _ = _pair(64, 64)
+    random.seed(0), np.random.seed(0), torch.manual_seed(0)
+    views = [tr.strong_view(img.copy()) for _ in range(10)]
+    assert all(v.size == (64, 64) and v.mode == 'RGB' for v in views)
+    assert any(not np.array_equal(np.array(v), np.array(img)) for v in views)
+
+
+def test_cutmix_box_area_shape_and_probability():
+    size = 256
+    random.seed(0), np.random.seed(0)
+    boxes = [tr.cutmix_box(size, p=0.5) for _ in range(100)]
+    assert all(b.shape == (size, size) and b.dtype == torch.float32 for b in boxes)
+    boxes = [b.numpy() for b in boxes]
+    empty = [b for b in boxes if not b.any()]
+    assert 25 < len(empty) < 75
+    for box in boxes:
+        if not box.any():
+            continue
+        ys, xs = np.nonzero(box.any(1))[0], np.nonzero(box.any(0))[0]
+        h, w = int(ys[-1] - ys[0] + 1), int(xs[-1] - xs[0] + 1)
+        assert box.sum() == h * w                       # one filled rectangle
+        assert 0.017 * size ** 2 <= h * w <= 0.4 * size ** 2
+        assert 0.29 <= h / w <= 1 / 0.29
+
+
+def test_cutmix_mixing_takes_partner_inside_box():
+    images, partner = torch.zeros(2, 3, 8, 8), torch.ones(2, 3, 8, 8)
+    boxes = torch.zeros(2, 8, 8)
+    boxes[0, 2:5, 1:4] = 1
+    mixed = tr.mix_with_box(images, partner, boxes)
+    assert (mixed[0][:, boxes[0] == 1] == 1).all() and (mixed[0][:, boxes[0] == 0] == 0).all()
+    assert (mixed[1] == 0).all()
+
+
+def test_normalize_imagenet_constants():
+    mean = np.array(tr.IMAGENET_MEAN) * 255
+    img = Image.fromarray(np.tile(np.round(mean).astype(np.uint8), (4, 4, 1)))
+    out = tr.normalize(img)
+    assert out.shape == (3, 4, 4) and out.dtype == torch.float32
+    assert out.abs().max() < 0.01
+    white = tr.normalize(Image.fromarray(np.full((2, 2, 3), 255, np.uint8)))
+    expected = (1 - np.array(tr.IMAGENET_MEAN)) / np.array(tr.IMAGENET_STD)
+    assert torch.allclose(white[:, 0, 0], torch.tensor(expected, dtype=torch.float32))
+
+
+def test_reduce_zero_label_mapping():
+    mask = np.array([[0, 1, 2, 150, 254, 255]], np.uint8)
+    assert reduce_zero_label(mask).tolist() == [[255, 0, 1, 149, 253, 255]]
+
+
+def test_photometric_distortion_keeps_shape():
+    img, _ = _pair(32, 48)
+    np.random.seed(0)
+    out = tr.photometric_distortion(img)
+    assert out.size == img.size and out.mode == 'RGB'
