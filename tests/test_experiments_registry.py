@@ -1,4 +1,5 @@
 """Registry and config generation: experiment ids, exp 0, conditional keys, data roots, YAML."""
+import os
 import pytest
 import yaml
 
@@ -53,7 +54,7 @@ def test_exp0_demo_runs():
     assert guided['maskclip_consistency_lambda'] == [0.1, 0] and guided['clip_encoder'] == 'mcvit16'
 
 
-def test_data_root_precedence(monkeypatch):
+def test_data_root_precedence(monkeypatch, tmp_path):
     monkeypatch.delenv('SEMISEG_DATA', raising=False)
     assert resolve_data_root() == '~/data'
     assert dataset_root('pascal') == '~/data/voc/'
@@ -61,6 +62,9 @@ def test_data_root_precedence(monkeypatch):
     assert dataset_root('ade') == '/env/root/ADEChallengeData2016/'
     assert dataset_root('cityscapes', '/flag') == '/flag/cityscapes/'
     assert get_runs(40, '/flag')[0]['data_root'] == '/flag/voc/'
+    monkeypatch.chdir(tmp_path)
+    assert dataset_root('coco', 'rel/data') == f'{os.getcwd()}/rel/data/coco/'
+    assert dataset_root('coco', '~user/d/') == '~user/d/coco/'
     with pytest.raises(ValueError, match='unknown dataset'):
         dataset_root('imagenet')
 

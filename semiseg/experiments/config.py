@@ -43,8 +43,14 @@ ZSW_STRIDE = 426
 
 
 def resolve_data_root(cli_value: str | None = None) -> str:
-    """The data root: `--data-root` flag > `SEMISEG_DATA` env > `~/data` (kept unexpanded)."""
-    root = cli_value or os.environ.get(DATA_ROOT_ENV) or DEFAULT_DATA_ROOT
+    """The data root: `--data-root` flag > `SEMISEG_DATA` env > `~/data`.
+
+    `~` stays unexpanded (the release writes `~/data/...`; readers expand it); a relative path
+    becomes absolute so that jobs started from another folder (Slurm) find the same data.
+    """
+    root = str(cli_value or os.environ.get(DATA_ROOT_ENV) or DEFAULT_DATA_ROOT)
+    if not root.startswith('~'):
+        root = os.path.abspath(root)
     return root.rstrip('/') or '/'
 
 
