@@ -1,5 +1,6 @@
 """Registry and config generation: experiment ids, exp 0, conditional keys, data roots, YAML."""
 import os
+
 import pytest
 import yaml
 
