@@ -4,7 +4,6 @@ import random
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader
@@ -19,7 +18,8 @@ def _write(root: Path, name: str, h: int, w: int, mask: np.ndarray | None = None
     (root / 'img').mkdir(parents=True, exist_ok=True)
     (root / 'gt').mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(len(name) + h * w)
-    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / 'img' / f'{name}.png')
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    Image.fromarray(img).save(root / 'img' / f'{name}.png')
     if mask is None:
         mask = rng.integers(0, 3, (h, w), dtype=np.uint8)
     Image.fromarray(mask).save(root / 'gt' / f'{name}.png')

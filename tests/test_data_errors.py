@@ -77,7 +77,8 @@ def test_inner_dotdot_that_stays_inside_is_fine(tmp_path):
 def test_missing_image_caught_at_construction(tmp_path):
     lines = [_write_sample(tmp_path, f's{i}') for i in range(5)]
     (tmp_path / 'img' / 's2.jpg').unlink()       # first unlabeled entry
-    with pytest.raises(DataError, match=r'image .*s2\.jpg not found \(listed at .*unlabeled\.txt:1\)'):
+    with pytest.raises(DataError,
+                       match=r'image .*s2\.jpg not found \(listed at .*unlabeled\.txt:1\)'):
         build_datasets(_dataset(tmp_path, lines))
 
 
@@ -156,3 +157,10 @@ def test_class_names_match_mmseg():
     assert DATASETS['cityscapes'].class_names == datasets.CityscapesDataset.METAINFO['classes']
     ade = tuple(c.strip() for c in datasets.ADE20KDataset.METAINFO['classes'])
     assert DATASETS['ade'].class_names == ade
+
+
+def test_missing_split_hint_for_other_folder_name(tmp_path):
+    cfg = dict(dataset='pascal', data_root=str(tmp_path / 'VOC2012'), nclass=21, split='92',
+               img_scale=[2048, 512], crop_size=512)
+    with pytest.raises(DataError, match=f'--splits-dir {tmp_path / "VOC2012" / "splits"}'):
+        build_datasets(cfg)

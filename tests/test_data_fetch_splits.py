@@ -106,3 +106,9 @@ def test_tampered_reference_copy_rejected(tmp_path):
 @needs_reference
 def test_checksum_table_up_to_date():
     assert official.compute_checksums(REFERENCE) == json.loads(official.CHECKSUM_FILE.read_text())
+
+
+def test_splits_dir_option(fake_official, tmp_path):
+    dest = tmp_path / 'VOC2012' / 'splits'
+    assert fs.main(['pascal', '--splits-dir', str(dest), '--from', str(fake_official)]) == 0
+    assert (dest / '92' / 'labeled.txt').is_file()

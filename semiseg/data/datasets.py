@@ -114,7 +114,7 @@ def colorize(mask: np.ndarray, palette: np.ndarray) -> np.ndarray:
 class DatasetInfo:
     """What the pipeline and the logs need to know about one dataset."""
 
-    folder: str                   # folder name under the data directory (data_root = ~/data/<folder>/)
+    folder: str                   # folder under the data directory: data_root = ~/data/<folder>/
     nclass: int                   # number of classes the model predicts
     class_names: tuple[str, ...]  # one name per class id (logs, per-class IoU keys)
     reduce_zero_label: bool       # ADE: label 0 is 'other' -> 255, ids shift down by one

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import copy
-import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,6 @@ from semiseg.data import transforms as tr
 from semiseg.data.datasets import IGNORE_INDEX, UNLABELED_PAD
 from semiseg.data.loading import load_sample
 from semiseg.data.splits import SplitEntry, check_entries
-
-logger = logging.getLogger(__name__)
 
 MODES = ('train_l', 'train_u', 'val')
 

@@ -1,8 +1,10 @@
 """Fetch the official split lists of a dataset and verify their checksums.
 
     python -m semiseg.tools.fetch_splits pascal [--data-root ~/data] [--from DIR] [--force]
+    python -m semiseg.tools.fetch_splits pascal --splits-dir /datasets/VOC2012/splits
 
-Writes `{data_root}/{folder}/splits/...` (e.g. ~/data/voc/splits/92/labeled.txt). Without
+Writes `{data_root}/{folder}/splits/...` (e.g. ~/data/voc/splits/92/labeled.txt), or exactly
+`--splits-dir` when the dataset folder has another name. Without
 `--from` the lists are downloaded from the upstream repositories (third_party/splits.py); with
 `--from DIR` they are copied from a local folder holding the same layout (e.g.
 ../shared/reference/splits/pascal). Every file is checked against the recorded sha256 before
@@ -51,9 +53,11 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def fetch_splits(dataset: str, data_root: str | Path = '~/data', source_dir: str | Path | None = None,
-                 force: bool = False) -> Path:
-    """Download (or copy from `source_dir`) and verify the official lists; returns the splits dir.
+def fetch_splits(dataset: str, data_root: str | Path = '~/data',
+                 source_dir: str | Path | None = None, force: bool = False,
+                 splits_dir: str | Path | None = None) -> Path:
+    """Download (or copy from `source_dir`) and verify the official lists; returns the splits dir
+    (`splits_dir` if given, else `{data_root}/{folder}/splits`).
 
     Raises `DataError` on a checksum mismatch, a missing source file, a download failure, or an
     existing different file in the destination (unless `force`).
@@ -62,7 +66,8 @@ def fetch_splits(dataset: str, data_root: str | Path = '~/data', source_dir: str
         raise DataError(f'no official split lists for {dataset!r}; known: '
                         f'{", ".join(official.OFFICIAL_DATASETS)}. Custom datasets write their '
                         'own {data_root}/splits/<split>/{labeled,unlabeled}.txt and splits/val.txt')
-    dest = Path(data_root).expanduser() / DATASETS[dataset].folder / 'splits'
+    dest = (Path(splits_dir).expanduser() if splits_dir is not None
+            else Path(data_root).expanduser() / DATASETS[dataset].folder / 'splits')
     src = Path(source_dir).expanduser() if source_dir is not None else None
     if src is not None and not (src / 'val.txt').is_file() and (src / dataset).is_dir():
         src = src / dataset     # accept the folder above the per-dataset folders too
@@ -111,12 +116,15 @@ def main(argv: list[str] | None = None) -> int:
                              'to <data-root>/<folder>/splits/')
     parser.add_argument('--from', dest='source_dir', default=None,
                         help='copy from this local folder instead of downloading')
+    parser.add_argument('--splits-dir', default=None,
+                        help='write the lists exactly here instead (e.g. <dataset root>/splits)')
     parser.add_argument('--force', action='store_true',
                         help='overwrite existing lists that differ')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
     try:
-        dest = fetch_splits(args.dataset, args.data_root, args.source_dir, args.force)
+        dest = fetch_splits(args.dataset, args.data_root, args.source_dir, args.force,
+                            args.splits_dir)
     except DataError as err:
         print(f'error: {err}', file=sys.stderr)
         return 1
