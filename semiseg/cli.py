@@ -131,8 +131,14 @@ def _slurm_options(args: argparse.Namespace) -> SlurmOptions:
     values = {name: getattr(args, name) for name in SLURM_FLAGS}
     if values['gpus_per_node'] is None and args.ngpus is not None:
         values['gpus_per_node'] = args.ngpus
+    from semiseg.launch.slurm import SlurmError, parse_extra_sbatch
     from semiseg.launch.slurm_defaults import load_options  # adds ~/.config/semiseg/slurm.yaml
-    return load_options(values, args.slurm_defaults)
+    opts = load_options(values, args.slurm_defaults)
+    try:
+        parse_extra_sbatch(opts.extra_sbatch)   # reject malformed --sbatch before writing anything
+    except SlurmError as e:
+        raise UsageError(str(e)) from None
+    return opts
 
 
 @dataclass
@@ -174,11 +180,26 @@ def _prepare_data(cfgs: list[dict[str, Any]]) -> None:
             ensure_toy_dataset(Path(root).expanduser())
 
 
+def _print_sbatch(decisions: list[Decision], slurm: SlurmOptions, cluster: str) -> None:
+    """The sbatch script of each job (array) a Slurm submission would create."""
+    from semiseg.launch.slurm import LOG_FOLDER, SlurmError, render_sbatch, run_resources
+    groups: dict[Any, list[tuple[dict[str, Any], Path]]] = {}
+    for d in decisions:
+        if d.action != 'skip':
+            groups.setdefault(run_resources(d.cfg, slurm), []).append((d.cfg, d.run_dir))
+    for runs in groups.values():
+        if cluster == 'debug':
+            print(f'debug: submitit DebugExecutor trains {len(runs)} run(s) in this process, one by one')
+            continue
+        try:
+            script = render_sbatch(runs, slurm, runs[0][1].parent / LOG_FOLDER / '%j')
+        except SlurmError as e:
+            raise UsageError(str(e)) from None
+        print(f'sbatch script for {len(runs)} run(s):\n{script}')
+
+
 def _dry_run(decisions: list[Decision], args: argparse.Namespace, slurm: SlurmOptions | None) -> None:
     from semiseg.launch.local import cuda_device_count, describe, plan_local
-    if slurm is not None:
-        opts = ', '.join(f'{f.name}={getattr(slurm, f.name)!r}' for f in fields(slurm))
-        print(f'would submit with submitit (cluster={args.launcher}): {opts}')
     if args.cfg_options:
         print(f'with --cfg-options {" ".join(args.cfg_options)}')
     cuda = None
@@ -191,6 +212,8 @@ def _dry_run(decisions: list[Decision], args: argparse.Namespace, slurm: SlurmOp
         if slurm is None:
             cuda = cuda_device_count() if cuda is None else cuda
             print(f'  {describe(plan_local(d.cfg, args.ngpus, cuda), d.run_dir)}')
+    if slurm is not None:
+        _print_sbatch(decisions, slurm, args.launcher)
 
 
 def _launch(decisions: list[Decision], args: argparse.Namespace, slurm: SlurmOptions | None) -> int:
@@ -250,6 +273,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(e.args[0]) from None
         return 0
     sel = _select(args)
+    args.exp_root = args.exp_root.expanduser().absolute()  # jobs may start in another folder
     if args.status:
         from semiseg.launch.status import print_status
         print_status(sel.exp_id, sel.cfgs, args.exp_root)

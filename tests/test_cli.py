@@ -12,6 +12,7 @@ from semiseg import cli
 from semiseg.experiments import get_runs
 from semiseg.experiments.io import load_config
 from semiseg.launch import local
+from semiseg.launch import slurm as real_slurm
 from semiseg.launch.options import SlurmOptions
 from semiseg.launch.rundir import create_run_dir
 
@@ -43,6 +44,8 @@ ERRORS = [
      'Slurm defaults file nope.yaml does not exist'),
     (['--exp', '0', '--run', '0', '--launcher', 'slurm', '--time-min', '0'],
      'time_min must be a positive integer'),
+    (['--exp', '0', '--run', '0', '--launcher', 'slurm', '--dry-run', '--sbatch', '=x'],
+     "cannot read extra sbatch option '=x'"),
 ]
 
 
@@ -111,7 +114,7 @@ def test_dry_run_writes_configs_and_prints_commands(env, capsys, monkeypatch):
     assert f'run 0: {cfgs[0]["name"]}\n' in out and f'run 3: {cfgs[3]["name"]}\n' in out
     assert 'run 1:' not in out
     assert out.count('torchrun: ') == 2 and '--nproc_per_node 4 --master_addr 127.0.0.1 --master_port ' in out
-    assert f'-m semiseg.engine.run --run-dir exp/exp-40/' in out
+    assert f'-m semiseg.engine.run --run-dir {env.root}/exp/exp-40/' in out
     assert not (env.root / 'exp').exists() and env.trained == []
 
 
@@ -120,7 +123,7 @@ def test_dry_run_single_gpu_is_in_process(env, capsys):
     out = capsys.readouterr().out
     assert 'with --cfg-options epochs=1' in out
     assert 'in-process (semiseg.engine.train), equivalent to: ' in out
-    assert '-m semiseg.engine.run --run-dir exp/exp-0/' in out
+    assert f'-m semiseg.engine.run --run-dir {env.root}/exp/exp-0/' in out
     assert not (env.root / 'exp').exists() and env.toy.prepared == []
 
 
@@ -128,7 +131,7 @@ def test_launch_then_skip_finished_then_force(env, capsys):
     cfg = get_runs(0)[1]
     assert cli.main(['--exp', '0', '--run', '1']) == 0
     (run_dir,) = _run_dirs(env.root)
-    assert env.trained == [(cfg, Path('exp/exp-0') / run_dir.name)]
+    assert env.trained == [(cfg, run_dir)]
     assert load_config(run_dir / 'config.yaml') == cfg
     assert env.toy.prepared == [Path('~/data/toy/').expanduser()]
     # finished: not trained again, exit 0, clear message
@@ -144,7 +147,7 @@ def test_launch_then_skip_finished_then_force(env, capsys):
 
 def test_unfinished_folder_is_resumed(env, capsys):
     cfg = get_runs(0)[0]
-    existing = create_run_dir(cfg, Path('exp'))
+    existing = create_run_dir(cfg, env.root / 'exp')
     assert cli.main(['--exp', '0', '--run', '0', '--resume']) == 0
     assert env.trained == [(cfg, existing)]
     assert f'resuming {existing}' in capsys.readouterr().out
@@ -171,19 +174,24 @@ def test_status_is_delegated(env, monkeypatch):
     status.print_status = lambda exp_id, cfgs, exp_root: seen.append((exp_id, cfgs, exp_root))
     monkeypatch.setitem(sys.modules, 'semiseg.launch.status', status)
     assert cli.main(['--exp', '40', '--status', '--exp-root', 'runs']) == 0
-    assert seen == [(40, get_runs(40), Path('runs'))]
+    assert seen == [(40, get_runs(40), env.root / 'runs')]
     assert cli.main(['--exp', '40', '--status', '--run', '1']) == 0
-    assert seen[-1] == (40, [get_runs(40)[1]], Path('exp'))
+    assert seen[-1] == (40, [get_runs(40)[1]], env.root / 'exp')
     assert not (env.root / 'gen').exists()
+
+
+def _fake_slurm(monkeypatch, submit):
+    """semiseg.launch.slurm with `submit` replaced (no cluster needed)."""
+    fake = types.ModuleType('semiseg.launch.slurm')
+    fake.__dict__.update({k: v for k, v in vars(real_slurm).items() if not k.startswith('__')})
+    fake.submit = submit
+    monkeypatch.setitem(sys.modules, 'semiseg.launch.slurm', fake)
 
 
 @pytest.mark.parametrize('launcher', ['slurm', 'debug'])
 def test_slurm_launcher_submits_all_runs(env, monkeypatch, launcher):
     submitted = []
-    slurm = types.ModuleType('semiseg.launch.slurm')
-    slurm.submit = lambda runs, opts, cluster='slurm': submitted.append((runs, opts, cluster))
-    slurm.SlurmError = RuntimeError
-    monkeypatch.setitem(sys.modules, 'semiseg.launch.slurm', slurm)
+    _fake_slurm(monkeypatch, lambda runs, opts, cluster='slurm': submitted.append((runs, opts, cluster)))
     defaults = env.root / 'slurm.yaml'
     defaults.write_text('account: grp\npartition: cpu\n')
     assert cli.main(['--exp', '40', '--run', 'all', '--launcher', launcher, '--ngpus', '2',
@@ -198,17 +206,23 @@ def test_slurm_launcher_submits_all_runs(env, monkeypatch, launcher):
         ('gpu', 'grp', 60, 2, ['mail-type=END'])
 
 
+def test_slurm_dry_run_prints_sbatch_script(env, capsys):
+    assert cli.main(['--exp', '40', '--run', '0-1', '--launcher', 'slurm', '--dry-run',
+                     '--partition', 'gpu', '--time-min', '90']) == 0
+    out = capsys.readouterr().out
+    assert 'sbatch script for 2 run(s):' in out
+    for line in ('#SBATCH --array=0-1%2', '#SBATCH --partition=gpu', '#SBATCH --time=90',
+                 '#SBATCH --gpus-per-node=4', '#SBATCH --job-name=semiseg-e40'):
+        assert line in out
+    assert not (env.root / 'exp').exists()
+
+
 def test_slurm_rejection_removes_new_folders(env, monkeypatch, capsys):
-    class SlurmError(RuntimeError):
-        pass
-
     def submit(runs, opts, cluster='slurm'):
-        raise SlurmError("unknown Slurm partition 'gpux'; available: debug")
+        raise real_slurm.SlurmError("unknown Slurm partition 'gpux'; available: debug")
 
-    slurm = types.ModuleType('semiseg.launch.slurm')
-    slurm.SlurmError, slurm.submit = SlurmError, submit
-    monkeypatch.setitem(sys.modules, 'semiseg.launch.slurm', slurm)
-    kept = create_run_dir(get_runs(0)[0], Path('exp'))   # resumed, so it must survive
+    _fake_slurm(monkeypatch, submit)
+    kept = create_run_dir(get_runs(0)[0], env.root / 'exp')   # resumed, so it must survive
     assert cli.main(['--exp', '0', '--run', 'all', '--launcher', 'slurm', '--partition', 'gpux']) == 2
     assert "error: unknown Slurm partition 'gpux'" in capsys.readouterr().err
-    assert _run_dirs(env.root) == [env.root / kept]
+    assert _run_dirs(env.root) == [kept]
