@@ -49,7 +49,11 @@ ERRORS = [
 ]
 
 
-@pytest.mark.parametrize('args,message', ERRORS, ids=[' '.join(a) for a, _ in ERRORS])
+# the same checks through a real process for a representative subset (exit status, stderr)
+SUBPROCESS_ERRORS = [ERRORS[0], ERRORS[2], ERRORS[4], ERRORS[6], ERRORS[13]]
+
+
+@pytest.mark.parametrize('args,message', SUBPROCESS_ERRORS, ids=[' '.join(a) for a, _ in SUBPROCESS_ERRORS])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, message):
     res = _cli(args, tmp_path)
     assert res.returncode == 2, res.stderr
@@ -58,6 +62,20 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, mess
     assert message in lines[0]
     assert 'Traceback' not in res.stderr and res.stdout == ''
     assert list(tmp_path.iterdir()) == []   # no configs, no run folders
+
+
+@pytest.mark.parametrize('args,message', ERRORS, ids=[' '.join(a) for a, _ in ERRORS])
+def test_bad_input_in_process(env, capsys, args, message):
+    try:
+        code = cli.main(args)
+    except SystemExit as e:      # argparse's own errors
+        code = e.code
+    assert code == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('experiments.py: error: ') and message in lines[0]
+    assert captured.out == ''
+    assert list(env.root.iterdir()) == []   # no configs, no run folders
 
 
 def test_list(tmp_path):
