@@ -1,0 +1,163 @@
+"""Training loaders in the release's arrangement, made exactly resumable.
+
+The release zips (loader_l, loader_u, loader_u): both unlabeled iterators share one sampler, so the
+partner batch holds the same image ids with independent augmentations (spec §6.2, quirk 7).
+Here every sample is augmented under a seed derived from (seed, stream, epoch, index) and the
+sampler order depends only on (seed, epoch); a resumed run therefore skips the finished batches of
+its epoch and sees exactly the batches and augmentations the uninterrupted run would have seen.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+STREAM_LABELED, STREAM_UNLABELED, STREAM_PARTNER = 0, 1, 2
+
+
+def derive_seed(*parts: int) -> int:
+    """A 32-bit seed from integers, well mixed (SeedSequence), stable across runs and platforms."""
+    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
+
+
+def seed_all(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and, via manual_seed, CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class SeededDataset(Dataset):
+    """Wraps a training dataset so sample i of epoch e is augmented under a fixed seed.
+
+    `stream` separates the labeled, unlabeled and partner views of the same ids.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int, stream: int) -> None:
+        self.dataset, self.seed, self.stream, self.epoch = dataset, seed, stream, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        s = derive_seed(self.seed, self.stream, self.epoch, index)
+        random.seed(s)
+        np.random.seed(s)
+        torch.random.default_generator.manual_seed(s)
+        return self.dataset[index]
+
+
+class ResumableSampler(DistributedSampler):
+    """DistributedSampler (shuffle, seed, padding) that can skip the first samples of one epoch."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
+        self.skip = 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        super().set_epoch(epoch)
+        self.skip = skip
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(list(super().__iter__())[self.skip:])
+
+    def __len__(self) -> int:
+        return self.num_samples - self.skip
+
+
+@dataclass
+class TrainLoaders:
+    """The zipped training loaders and the per-epoch bookkeeping they need."""
+
+    loader_l: DataLoader
+    loader_u: DataLoader | None
+    loader_u2: DataLoader | None          # partner stream: same sampler as loader_u
+    samplers: list[ResumableSampler]
+    datasets: list[SeededDataset]
+    batch_size: int
+    iters_per_epoch: int
+
+    def start_epoch(self, epoch: int, skip_batches: int = 0) -> Iterator[tuple]:
+        """Iterator over the epoch's (labeled, unlabeled, partner) batch triples, from `skip_batches` on."""
+        for sampler in self.samplers:
+            sampler.set_epoch(epoch, skip_batches * self.batch_size)
+        for ds in self.datasets:
+            ds.set_epoch(epoch)
+        if self.loader_u is None:
+            return ((b, None, None) for b in self.loader_l)
+        if self.loader_u2 is None:
+            return ((b, u, None) for b, u in zip(self.loader_l, self.loader_u))
+        return zip(self.loader_l, self.loader_u, self.loader_u2)
+
+
+def build_train_loaders(train_l: Dataset, train_u: Dataset | None, batch_size: int, seed: int,
+                        world_size: int, rank: int, num_workers: int, pin_memory: bool,
+                        partner: bool = True) -> TrainLoaders:
+    """Loaders as in the release: per-process batch, drop_last, DistributedSampler(seed) each.
+
+    `train_u=None` (supervised) iterates the labeled loader alone; `partner=False` drops the
+    second unlabeled stream (methods without CutMix partner).
+    """
+    def loader(ds: SeededDataset, sampler: ResumableSampler) -> DataLoader:
+        return DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                          pin_memory=pin_memory, drop_last=True)
+
+    ds_l = SeededDataset(train_l, seed, STREAM_LABELED)
+    sampler_l = ResumableSampler(ds_l, world_size, rank, seed)
+    loader_l = loader(ds_l, sampler_l)
+    if train_u is None:
+        ipe = len(loader_l)
+        _check_nonempty(ipe, len(train_l), batch_size, world_size, 'labeled')
+        return TrainLoaders(loader_l, None, None, [sampler_l], [ds_l], batch_size, ipe)
+    ds_u = SeededDataset(train_u, seed, STREAM_UNLABELED)
+    sampler_u = ResumableSampler(ds_u, world_size, rank, seed)
+    loader_u = loader(ds_u, sampler_u)
+    datasets = [ds_l, ds_u]
+    loader_u2 = None
+    if partner:   # same sampler: the partner batch holds the same ids, augmented independently
+        ds_u2 = SeededDataset(train_u, seed, STREAM_PARTNER)
+        loader_u2 = loader(ds_u2, sampler_u)
+        datasets.append(ds_u2)
+    ipe = min(len(loader_l), len(loader_u))
+    _check_nonempty(ipe, len(train_u), batch_size, world_size, 'unlabeled')
+    return TrainLoaders(loader_l, loader_u, loader_u2, [sampler_l, sampler_u], datasets, batch_size, ipe)
+
+
+def _check_nonempty(ipe: int, n: int, batch_size: int, world_size: int, what: str) -> None:
+    if ipe <= 0:
+        raise ValueError(f'the {what} training set has {n} samples: fewer than one batch of {batch_size} '
+                         f'per process on {world_size} process(es); lower batch_size or add data')
+
+
+@dataclass
+class IterationPlan:
+    """Spec §6.1 step 6: epochs, iterations per epoch, total and scheduler horizon."""
+
+    epochs: int
+    iters_per_epoch: int
+    total_iters: int
+    scheduler_max_iters: int
+
+
+def plan_iterations(cfg: dict, iters_per_epoch: int) -> IterationPlan:
+    """epochs = ceil(iters/len(loader_u)) when `iters` is set, else cfg['epochs']."""
+    if cfg.get('iters'):
+        epochs = math.ceil(int(cfg['iters']) / iters_per_epoch)
+    elif cfg.get('epochs'):
+        epochs = int(cfg['epochs'])
+    else:
+        raise ValueError("the run config needs 'epochs' or 'iters' (a positive number of training steps)")
+    total = iters_per_epoch * epochs
+    smax = cfg.get('scheduler_max_iters') or total
+    if smax < total:
+        raise ValueError(f'scheduler_max_iters={smax} is smaller than the {total} training iterations '
+                         f'({epochs} epochs x {iters_per_epoch}); raise it or remove it')
+    return IterationPlan(epochs, iters_per_epoch, total, int(smax))

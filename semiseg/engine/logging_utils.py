@@ -1,0 +1,98 @@
+"""Run-folder text log, `state.json` / `results.json` writers and a running-mean meter."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+LOG_FORMAT = '[%(asctime)s][%(levelname)s] %(message)s'
+PACKAGE_LOGGER = 'semiseg'
+
+
+def attach_file_log(run_dir: Path, filename: str = 'train.log') -> logging.Handler:
+    """Send every `semiseg.*` log record (INFO and up) to `run_dir/filename`, appending on resume.
+
+    Returns the handler so the caller can detach it (`detach_log`) when training ends.
+    """
+    handler = logging.FileHandler(Path(run_dir) / filename, mode='a', encoding='utf-8')
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt='%Y-%m-%d %H:%M:%S'))
+    handler.setLevel(logging.INFO)
+    pkg = logging.getLogger(PACKAGE_LOGGER)
+    if pkg.getEffectiveLevel() > logging.INFO or pkg.level == logging.NOTSET:
+        pkg.setLevel(logging.INFO)
+    pkg.addHandler(handler)
+    return handler
+
+
+def detach_log(handler: logging.Handler) -> None:
+    logging.getLogger(PACKAGE_LOGGER).removeHandler(handler)
+    handler.close()
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON through a temp file + os.replace, so readers never see a half-written file."""
+    path = Path(path)
+    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
+    tmp.write_text(json.dumps(data, indent=2) + '\n', encoding='utf-8')
+    os.replace(tmp, path)
+
+
+def write_state(run_dir: Path, state: str, *, iteration: int, total_iters: int, epoch: int,
+                best_miou: float, eta_s: float | None = None, error: str | None = None) -> None:
+    """`state.json` (ARCHITECTURE.md §2): what a monitor needs to know about the run right now."""
+    write_json_atomic(Path(run_dir) / 'state.json', {
+        'state': state, 'iteration': int(iteration), 'total_iters': int(total_iters), 'epoch': int(epoch),
+        'best_miou': float(best_miou), 'eta_s': None if eta_s is None else round(float(eta_s), 1),
+        'error': error, 'updated': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+    })
+
+
+class MeanMeter:
+    """Running means of named scalars since the last `reset`; tensors stay on device until read."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._sums: dict[str, Any] = {}
+        self._counts: dict[str, int] = {}
+
+    def update(self, values: dict[str, Any]) -> None:
+        for k, v in values.items():
+            if isinstance(v, torch.Tensor):
+                v = v.detach().float()
+            self._sums[k] = self._sums.get(k, 0.0) + v
+            self._counts[k] = self._counts.get(k, 0) + 1
+
+    def means(self) -> dict[str, float]:
+        return {k: float(self._sums[k] / self._counts[k]) for k in self._sums}
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f'{h:d}:{m:02d}:{s:02d}'
+
+
+def count_parameters(model: torch.nn.Module) -> list[str]:
+    """Lines 'name: trainable/total params' for the whole model and each top-level part."""
+    def fmt(n: int) -> str:
+        return f'{n / 1e6:.2f}M' if n >= 10_000 else f'{n:,}'
+
+    lines = []
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    lines.append(f'Total params: {fmt(total)} (trainable {fmt(trainable)})')
+    for name, child in model.named_children():
+        n = sum(p.numel() for p in child.parameters())
+        if n == 0:
+            continue
+        t = sum(p.numel() for p in child.parameters() if p.requires_grad)
+        lines.append(f'  {name}: trainable {fmt(t)} / total {fmt(n)}')
+    return lines

@@ -1,0 +1,57 @@
+"""`python -m semiseg.engine.run --run-dir DIR`: train the run whose config is DIR/config.yaml.
+
+The entry point of torchrun and subprocess launches; distributed settings come from the
+environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT). Exit codes: 0 finished,
+1 failed (one-line error; details in DIR/train.log), 3 interrupted (resume with the same command).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import yaml
+
+EXIT_FAILED, EXIT_INTERRUPTED = 1, 3
+
+
+def read_config(run_dir: Path) -> dict:
+    """DIR/config.yaml as a dict, with a clear error when it is missing or malformed."""
+    path = run_dir / 'config.yaml'
+    if not path.is_file():
+        raise FileNotFoundError(f'{path} not found: --run-dir must be a run folder created by '
+                                f'experiments.py (it writes config.yaml)')
+    try:
+        cfg = yaml.safe_load(path.read_text(encoding='utf-8'))
+    except yaml.YAMLError as e:
+        raise ValueError(f'{path} is not valid YAML: {e}') from None
+    if not isinstance(cfg, dict):
+        raise ValueError(f'{path} must hold a mapping of config keys, got {type(cfg).__name__}')
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--run-dir', required=True, type=Path, help='run folder holding config.yaml')
+    args = parser.parse_args(argv)
+    from semiseg.engine.logging_utils import LOG_FORMAT
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt='%Y-%m-%d %H:%M:%S')
+
+    from semiseg.data import DataError
+    from semiseg.engine import CheckpointError, TrainingFailed, TrainingInterrupted, train
+    run_dir = args.run_dir.expanduser()
+    try:
+        cfg = read_config(run_dir)
+        train(cfg, run_dir)
+    except TrainingInterrupted as e:
+        print(f'interrupted: {e}', file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (TrainingFailed, CheckpointError, DataError, FileNotFoundError, ValueError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

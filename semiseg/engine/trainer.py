@@ -1,0 +1,410 @@
+"""The training loop: data, model, method, optimizer; iterate, log, evaluate, checkpoint, resume.
+
+One `Trainer` per call of `train(cfg, run_dir)`. The maths of a step belongs to the method
+(`semiseg.methods`); the trainer sums the weighted losses, backpropagates, steps the optimizer and
+the LR schedule (release timing: `schedule.step(it)` after the optimizer step of iteration `it`),
+and owns every file in the run folder (ARCHITECTURE.md §2).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from semiseg.experiments.schema import option
+
+from . import checkpoint as ckpt
+from .debug_panels import save_panels
+from .distributed import (DistInfo, any_rank_true, cleanup_distributed, init_distributed, resolve_device,
+                          unwrap, wrap_model)
+from .loaders import IterationPlan, TrainLoaders, build_train_loaders, derive_seed, plan_iterations, seed_all
+from .logging_utils import (MeanMeter, attach_file_log, count_parameters, detach_log, format_duration,
+                            write_json_atomic, write_state)
+from .signals import clear_stop, stop_reason, stop_requested, stop_signal_handlers
+from .tensorboard import TensorBoard
+
+logger = logging.getLogger(__name__)
+
+STREAM_STEP = 3   # seed stream of the per-iteration model RNG (0-2 are the data streams)
+
+
+class TrainingInterrupted(RuntimeError):
+    """Training stopped on request (SIGTERM / SIGUSR1 / request_stop); latest.pth holds the state."""
+
+
+class TrainingFailed(RuntimeError):
+    """Training cannot continue (e.g. a non-finite loss); latest.pth keeps the last good state."""
+
+
+def train(cfg: dict, run_dir: Path) -> dict:
+    """Train (or resume) the run `cfg` in `run_dir`; returns the `results.json` content."""
+    return Trainer(cfg, Path(run_dir)).run()
+
+
+class Trainer:
+    """Holds the run's parts between setup, loop and finish; see `train`."""
+
+    def __init__(self, cfg: dict, run_dir: Path) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.seed = int(option(cfg, 'seed'))
+        self.log_every = max(1, int(option(cfg, 'log_every')))
+        self.ckpt_every = int(option(cfg, 'ckpt_every'))
+        self.precision = option(cfg, 'precision')
+        if self.precision not in ('fp32', 'bf16'):
+            raise ValueError(f"engine option precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        self.eval_every = int(cfg.get('eval_every_n_epochs') or 1)
+        # progress, restored on resume
+        self.iteration = 0                 # next iteration to run
+        self.best_miou = 0.0
+        self.best_per_class: dict[str, float] = {}
+        self.last_eval: dict[str, Any] | None = None
+        self.last_eval_epoch = -1
+        self.eta_s: float | None = None
+        self.dist = DistInfo()
+
+    # ------------------------------------------------------------------ entry point
+    def run(self) -> dict:
+        clear_stop()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.device = resolve_device(option(self.cfg, 'device'))
+        self.dist, self.device = init_distributed(self.device)
+        handler = attach_file_log(self.run_dir) if self.dist.is_main else None
+        self.tb = TensorBoard(self.run_dir, enabled=self.dist.is_main)
+        try:
+            with stop_signal_handlers():
+                self._setup()
+                return self._train()
+        except TrainingInterrupted:
+            raise
+        except TrainingFailed as e:
+            logger.error('%s', e)
+            raise
+        except KeyboardInterrupt:
+            self._state('interrupted', error='KeyboardInterrupt')
+            raise
+        except Exception as e:
+            logger.exception('training failed: %s', e)
+            self._state('failed', error=f'{type(e).__name__}: {e}')
+            raise
+        finally:
+            self.tb.close()
+            if handler is not None:
+                detach_log(handler)
+            cleanup_distributed(self.dist)
+
+    # ------------------------------------------------------------------ setup
+    def _setup(self) -> None:
+        from semiseg.data import build_datasets, dataset_info, resolve_data_root
+        from semiseg.engine.optim import build_optimizer
+        from semiseg.engine.schedule import build_scheduler
+        from semiseg.evaluation import build_eval_loader
+        from semiseg.methods import build_method
+        from semiseg.models import build_segmentor
+
+        cfg = self.cfg
+        if self.device.type == 'cuda':
+            torch.backends.cudnn.enabled = True
+            torch.backends.cudnn.benchmark = True
+        config_file = self.run_dir / 'config.yaml'
+        if self.dist.is_main and not config_file.exists():
+            config_file.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding='utf-8')
+        logger.info('run %s (world size %d, device %s, precision %s)', self.run_dir.name,
+                    self.dist.world_size, self.device, self.precision)
+        logger.info('config:\n%s', yaml.safe_dump(cfg, sort_keys=False).rstrip())
+        expected = int(cfg.get('n_gpus') or 1) * int(cfg.get('n_nodes') or 1)
+        if expected != self.dist.world_size:
+            logger.warning('config asks for %d process(es) (n_gpus x n_nodes) but %d run; the batch '
+                           'size is per process, so the global batch differs from the config\'s',
+                           expected, self.dist.world_size)
+
+        info = dataset_info(cfg['dataset'], resolve_data_root(cfg))
+        self.class_names = list(info.class_names)
+        self.palette = info.palette
+        train_l, train_u, val = build_datasets(cfg)
+
+        seed_all(self.seed)   # same initial weights on every rank (DDP also broadcasts rank 0's)
+        model = build_segmentor(cfg, pretrained=True).to(self.device)
+        for line in count_parameters(model):
+            logger.info('%s', line)
+        latest = self.run_dir / ckpt.LATEST
+        resume_state = ckpt.load_checkpoint(latest) if latest.exists() else None
+        if resume_state is not None:
+            model.load_state_dict(resume_state['model'])
+        self.model = wrap_model(model, self.dist, self.device)
+        self.method = build_method(cfg, self.model)
+        self.optimizer = build_optimizer(self.model, cfg)
+
+        needs_u = self.method.needs_unlabeled
+        self.loaders: TrainLoaders = build_train_loaders(
+            train_l, train_u if needs_u else None, int(cfg['batch_size']), self.seed,
+            self.dist.world_size, self.dist.rank, int(option(cfg, 'num_workers')),
+            pin_memory=self.device.type == 'cuda', partner=needs_u and self.method.needs_partner)
+        self.plan: IterationPlan = plan_iterations(cfg, self.loaders.iters_per_epoch)
+        self.scheduler = build_scheduler(self.optimizer, cfg, self.plan.total_iters)
+        self.val_loader = build_eval_loader(val, distributed=self.dist.distributed,
+                                            num_workers=int(option(cfg, 'num_workers')))
+        logger.info('%d epochs x %d iterations = %d iterations (LR schedule over %d)', self.plan.epochs,
+                    self.plan.iters_per_epoch, self.plan.total_iters, self.plan.scheduler_max_iters)
+        if resume_state is not None:
+            self._restore(resume_state, latest)
+
+    def _restore(self, state: dict, path: Path) -> None:
+        saved_total = state.get('total_iters')
+        if saved_total is not None and saved_total != self.plan.total_iters:
+            raise ckpt.CheckpointError(
+                f'{path} was written by a run of {saved_total} iterations but this config plans '
+                f'{self.plan.total_iters}; resume with the config in {self.run_dir / "config.yaml"} or '
+                f'start a new run folder')
+        changed = sorted(k for k in set(state.get('config') or {}) | set(self.cfg)
+                         if (state.get('config') or {}).get(k) != self.cfg.get(k))
+        if changed:
+            logger.warning('config differs from the checkpoint in: %s', ', '.join(changed))
+        self.optimizer.load_state_dict(state['optimizer'])
+        if state.get('scheduler') is not None:
+            self.scheduler.load_state_dict(state['scheduler'])
+        if state.get('rng') is not None:
+            ckpt.restore_rng(state['rng'])
+        self.iteration = int(state['iteration'])
+        self.best_miou = float(state.get('best_miou') or 0.0)
+        self.best_per_class = dict(state.get('best_per_class_iou') or {})
+        self.last_eval = state.get('last_eval')
+        self.last_eval_epoch = int(state.get('last_eval_epoch', -1))
+        logger.info('resuming from %s at iteration %d/%d (epoch %d), best mIoU %.2f', path,
+                    self.iteration, self.plan.total_iters, self.iteration // self.plan.iters_per_epoch,
+                    self.best_miou)
+
+    # ------------------------------------------------------------------ loop
+    def _train(self) -> dict:
+        plan = self.plan
+        ipe = plan.iters_per_epoch
+        start_epoch = self.iteration // ipe
+        if self.iteration % ipe == 0 and start_epoch > 0 and self._eval_pending(start_epoch - 1):
+            self._end_epoch(start_epoch - 1)   # stopped between the last step of an epoch and its eval
+        self._state('running')
+        self._t_start, self._iters_run = time.time(), 0
+        bar = tqdm(total=plan.total_iters, initial=self.iteration, dynamic_ncols=True, desc='train',
+                   disable=not (self.dist.is_main and sys.stderr.isatty()))
+        try:
+            for epoch in range(start_epoch, plan.epochs):
+                self._run_epoch(epoch, bar)
+                self._end_epoch(epoch)
+                if epoch + 1 < plan.epochs and any_rank_true(stop_requested(), self.dist, self.device):
+                    self._interrupt(epoch + 1)
+        finally:
+            bar.close()
+        return self._finish()
+
+    def _run_epoch(self, epoch: int, bar: tqdm) -> None:
+        ipe = self.plan.iters_per_epoch
+        skip = self.iteration - epoch * ipe
+        logger.info('===> Epoch %d/%d, lr %.3e, previous best %.2f%s', epoch, self.plan.epochs - 1,
+                    self.optimizer.param_groups[0]['lr'], self.best_miou,
+                    f' (resuming at batch {skip}/{ipe})' if skip else '')
+        meter = MeanMeter()
+        batches = self.loaders.start_epoch(epoch, skip)
+        t_last = time.time()
+        for i, triple in enumerate(batches, start=skip):
+            it = epoch * ipe + i
+            batch = self._batch(triple)
+            seed_all(derive_seed(self.seed, STREAM_STEP, self.dist.rank, it))
+            want_visuals = bool(option(self.cfg, 'debug_every_epoch')) and i == 0 and self.dist.is_main
+            result, total = self._step(batch, it, epoch, want_visuals)
+            self.iteration = it + 1
+            iter_time = time.time() - t_last    # data loading + step; panels, logs, saves excluded
+            self._iters_run += 1
+            meter.update({'loss_all': total, **result.losses, **result.stats, 'iter_time': iter_time})
+            bar.update(1)
+            if want_visuals and result.visuals:
+                self._debug_panels(result.visuals, it)
+            if self.iteration % self.log_every == 0 or self.iteration == self.plan.total_iters:
+                self._log_train(meter, bar)
+            if self.ckpt_every > 0 and self.iteration % self.ckpt_every == 0 and self.iteration % ipe != 0:
+                self._save_latest()
+            if any_rank_true(stop_requested(), self.dist, self.device):
+                self._interrupt(epoch)
+            t_last = time.time()
+
+    def _batch(self, triple: tuple) -> dict[str, torch.Tensor]:
+        """The method's batch dict (ARCHITECTURE.md §5) on the training device."""
+        x, u, o = triple
+        batch = {'img_x': x[0], 'mask_x': x[1]}
+        if u is not None:
+            batch.update(zip(('img_w', 'img_s1', 'img_s2', 'ignore', 'box1', 'box2'), u))
+        if o is not None:
+            batch.update(zip(('img_w_o', 'img_s1_o', 'img_s2_o', 'ignore_o'), o[:4]))
+        nb = self.device.type == 'cuda'
+        return {k: v.to(self.device, non_blocking=nb) for k, v in batch.items()}
+
+    def _autocast(self):
+        if self.precision == 'bf16':
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _step(self, batch: dict, it: int, epoch: int, want_visuals: bool):
+        from semiseg.methods import StepContext
+
+        ctx = StepContext(iteration=it, total_iters=self.plan.total_iters, epoch=epoch,
+                          want_visuals=want_visuals, max_visuals=int(option(self.cfg, 'max_debug_images')))
+        with self._autocast():
+            result = self.method.step(batch, ctx)
+        losses = {k: v.float() for k, v in result.losses.items()}
+        missing = set(losses) ^ set(result.weights)
+        if missing:
+            raise ValueError(f'method {self.cfg.get("method")!r} returned losses {sorted(losses)} but weights '
+                             f'{sorted(result.weights)}; every loss needs exactly one weight')
+        total = sum(float(result.weights[k]) * v for k, v in losses.items())
+        value = float(total.detach())
+        if any_rank_true(not math.isfinite(value), self.dist, self.device):
+            self._fail_non_finite(it, epoch, losses)
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        self.scheduler.step(it)
+        result.losses = {k: v.detach() for k, v in losses.items()}
+        return result, total.detach()
+
+    def _fail_non_finite(self, it: int, epoch: int, losses: dict[str, torch.Tensor]) -> None:
+        terms = ', '.join(f'{k}={float(v.detach()):.4g}' for k, v in losses.items())
+        latest = self.run_dir / ckpt.LATEST
+        kept = (f'the last good checkpoint {latest} (iteration {self._saved_iteration(latest)}) is kept'
+                if latest.exists() else 'no checkpoint was written yet')
+        msg = (f'non-finite loss at iteration {it} (epoch {epoch}): {terms}; training stopped, {kept}. '
+               f'Lower the learning rate, use precision fp32, or check the data of this run')
+        self._state('failed', error=msg)
+        raise TrainingFailed(msg)
+
+    @staticmethod
+    def _saved_iteration(path: Path) -> Any:
+        try:
+            return ckpt.load_checkpoint(path)['iteration']
+        except ckpt.CheckpointError:
+            return 'unknown'
+
+    # ------------------------------------------------------------------ logging
+    def _log_train(self, meter: MeanMeter, bar: tqdm) -> None:
+        means = meter.means()
+        meter.reset()
+        lr = self.optimizer.param_groups[0]['lr']
+        elapsed = time.time() - self._t_start
+        self.eta_s = elapsed / max(self._iters_run, 1) * (self.plan.total_iters - self.iteration)
+        if self.dist.is_main:
+            parts = ' | '.join(f'{k} {v:.3f}' for k, v in means.items() if k != 'iter_time')
+            logger.info('Iter %d/%d | %s | lr %.3e | iter_time %.3fs | eta %s', self.iteration,
+                        self.plan.total_iters, parts, lr, means.get('iter_time', 0.0),
+                        format_duration(self.eta_s))
+            self.tb.scalars('train', {**means, 'lr': lr}, self.iteration)
+            bar.set_postfix(loss=f'{means.get("loss_all", float("nan")):.3f}')
+        self._state('running')
+
+    def _debug_panels(self, visuals: dict[str, torch.Tensor], it: int) -> None:
+        written = save_panels(visuals, self.run_dir / 'debug', it, self.dist.rank, self.palette,
+                              int(option(self.cfg, 'max_debug_images')))
+        for b, (_, image) in enumerate(written):
+            self.tb.image(f'debug/panel_{b}', image, it)
+
+    def _state(self, state: str, error: str | None = None) -> None:
+        if not self.dist.is_main:
+            return
+        plan = getattr(self, 'plan', None)
+        epoch = self.iteration // plan.iters_per_epoch if plan else 0
+        write_state(self.run_dir, state, iteration=self.iteration, total_iters=plan.total_iters if plan else 0,
+                    epoch=epoch, best_miou=self.best_miou, eta_s=self.eta_s, error=error)
+
+    # ------------------------------------------------------------------ evaluation / checkpoints
+    def _should_eval(self, epoch: int) -> bool:
+        """Spec §6.6: after epoch e when e % eval_every == 0 (epoch 0 included) or e is the last."""
+        return epoch % self.eval_every == 0 or epoch == self.plan.epochs - 1
+
+    def _eval_pending(self, epoch: int) -> bool:
+        return self._should_eval(epoch) and self.last_eval_epoch < epoch
+
+    def _end_epoch(self, epoch: int) -> None:
+        """Evaluate if due, save best.pth on strict improvement, then latest.pth."""
+        if self._eval_pending(epoch):
+            self._evaluate(epoch)
+        self._save_latest()
+        self._state('running')
+
+    def _evaluate(self, epoch: int) -> None:
+        from semiseg.evaluation import evaluate
+
+        t0 = time.time()
+        with self._autocast():
+            res = evaluate(self.model, self.val_loader, self.cfg, self.device)
+        miou = float(res['miou'])
+        per_class = {self._class_name(i): float(v) for i, v in enumerate(res['per_class_iou'])}
+        self.last_eval = {'miou': miou, 'per_class_iou': per_class, 'epoch': epoch}
+        self.last_eval_epoch = epoch
+        improved = miou > self.best_miou
+        if improved:
+            self.best_miou, self.best_per_class = miou, dict(per_class)
+        if self.dist.is_main:
+            logger.info('***** Evaluation %s, epoch %d (%s) *****', self.cfg.get('eval_mode'), epoch,
+                        self.run_dir.name)
+            for i, (name, iou) in enumerate(per_class.items()):
+                logger.info('***** Evaluation ***** >>>> Class [%d %s] IoU: %.2f', i, name, iou)
+            logger.info('***** Evaluation %s ***** >>>> MeanIoU: %.2f (best %.2f%s) in %.1fs',
+                        self.cfg.get('eval_mode'), miou, self.best_miou, ', new best' if improved else '',
+                        time.time() - t0)
+            self.tb.scalars('eval', {'mIoU': miou, **{f'{k}_IoU': v for k, v in per_class.items()}}, epoch)
+            self.tb.flush()
+            if improved:
+                ckpt.save_checkpoint(self._checkpoint_state(), self.run_dir / ckpt.BEST)
+
+    def _class_name(self, i: int) -> str:
+        return self.class_names[i] if i < len(self.class_names) else f'class_{i}'
+
+    def _checkpoint_state(self) -> dict[str, Any]:
+        return {
+            'model': unwrap(self.model).state_dict(),
+            'optimizer': self.optimizer.state_dict(),
+            'scheduler': self.scheduler.state_dict(),
+            'scaler': None,                        # bf16 autocast needs no loss scaler
+            'epoch': self.iteration // self.plan.iters_per_epoch,
+            'iteration': self.iteration,
+            'best_miou': self.best_miou,
+            'rng': ckpt.capture_rng(),
+            'config': self.cfg,
+            'total_iters': self.plan.total_iters,
+            'last_eval_epoch': self.last_eval_epoch,
+            'last_eval': self.last_eval,
+            'best_per_class_iou': self.best_per_class,
+        }
+
+    def _save_latest(self) -> None:
+        if self.dist.is_main:
+            ckpt.save_checkpoint(self._checkpoint_state(), self.run_dir / ckpt.LATEST)
+            logger.debug('saved %s at iteration %d', ckpt.LATEST, self.iteration)
+
+    def _interrupt(self, epoch: int) -> None:
+        self._save_latest()
+        reason = stop_reason() or 'stop requested'
+        logger.warning('%s: stopped after iteration %d/%d (epoch %d); %s saved, the same run resumes from it',
+                       reason, self.iteration, self.plan.total_iters, epoch, ckpt.LATEST)
+        self._state('interrupted', error=reason)
+        raise TrainingInterrupted(f'{reason}: training of {self.run_dir} stopped at iteration '
+                                  f'{self.iteration}/{self.plan.total_iters}; latest.pth saved')
+
+    def _finish(self) -> dict:
+        last = self.last_eval or {'miou': 0.0, 'per_class_iou': {}}
+        results = {
+            'miou': last['miou'], 'best_miou': self.best_miou,
+            'per_class_iou': last['per_class_iou'], 'best_per_class_iou': self.best_per_class,
+            'iters': self.iteration, 'epochs': self.plan.epochs, 'finished': True,
+        }
+        if self.dist.is_main:
+            write_json_atomic(self.run_dir / 'results.json', results)
+            self.eta_s = 0.0
+            self._state('finished')
+            logger.info('finished %d iterations: mIoU %.2f, best %.2f (%s)', self.iteration, results['miou'],
+                        self.best_miou, self.run_dir)
+        return results
