@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,6 +48,21 @@ from semiseg.launch.rundir import create_run_dir  # noqa: E402
 from semiseg.launch.slurm import SlurmError, submit  # noqa: E402
 from semiseg.launch.status import status_rows  # noqa: E402
 
+
+def trimmed_toy(dest: Path, unlabeled: int, val: int) -> Path:
+    """A copy of the toy dataset with short split lists (fewer iterations per epoch, faster eval).
+
+    The full dataset is generated once per machine into a cache and copied, which is much faster.
+    """
+    from semiseg.data.toy import ensure_toy_dataset
+    cache = ensure_toy_dataset(Path(tempfile.gettempdir()) / 'semiseg-test-cache' / 'toy')
+    toy = dest / 'toy'
+    shutil.copytree(cache, toy)
+    for rel, keep in (('splits/16/unlabeled.txt', unlabeled), ('splits/val.txt', val)):
+        path = toy / rel
+        path.write_text(''.join(path.read_text().splitlines(keepends=True)[:keep]))
+    return dest
+
 # every run: CPU, a state.json line per iteration, no debug panels
 FAST = {'device': 'cpu', 'log_every': 1, 'debug_every_epoch': False}
 OPTS = SlurmOptions(cpus_per_task=1, time_min=15, mem_gb=2)
@@ -55,13 +71,7 @@ OPTS = SlurmOptions(cpus_per_task=1, time_min=15, mem_gb=2)
 @pytest.fixture(scope='module')
 def data_root(tmp_path_factory) -> Path:
     """The toy dataset with short split lists: 16 unlabeled (4 iterations/epoch), 4 val images."""
-    from semiseg.data.toy import ensure_toy_dataset
-    root = tmp_path_factory.mktemp('data')
-    toy = ensure_toy_dataset(root / 'toy')
-    for rel, keep in (('splits/16/unlabeled.txt', 16), ('splits/val.txt', 4)):
-        path = toy / rel
-        path.write_text(''.join(path.read_text().splitlines(keepends=True)[:keep]))
-    return root
+    return trimmed_toy(tmp_path_factory.mktemp('data'), unlabeled=16, val=4)
 
 
 def _runs(data_root: Path, exp_root: Path, indices: list[int], **overrides) -> list[tuple[dict, Path]]:
