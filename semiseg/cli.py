@@ -9,7 +9,7 @@ import argparse
 import logging
 import shutil
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -198,11 +198,18 @@ def _print_sbatch(decisions: list[Decision], slurm: SlurmOptions, cluster: str) 
         print(f'sbatch script for {len(runs)} run(s):\n{script}')
 
 
-def _dry_run(decisions: list[Decision], args: argparse.Namespace, slurm: SlurmOptions | None) -> None:
-    from semiseg.launch.local import cuda_device_count, describe, plan_local
+def _local_plans(decisions: list[Decision], ngpus: int | None) -> tuple[int, dict[int, Any]]:
+    """Visible GPUs and the local plan of every run to start (LaunchError if impossible)."""
+    from semiseg.launch.local import cuda_device_count, plan_local
+    cuda = cuda_device_count()
+    return cuda, {d.index: plan_local(d.cfg, ngpus, cuda) for d in decisions if d.action != 'skip'}
+
+
+def _dry_run(decisions: list[Decision], args: argparse.Namespace, slurm: SlurmOptions | None,
+             plans: dict[int, Any]) -> None:
+    from semiseg.launch.local import describe
     if args.cfg_options:
         print(f'with --cfg-options {" ".join(args.cfg_options)}')
-    cuda = None
     for d in decisions:
         print(f'run {d.index}: {d.cfg["name"]}')
         if d.action == 'skip':
@@ -210,13 +217,13 @@ def _dry_run(decisions: list[Decision], args: argparse.Namespace, slurm: SlurmOp
             continue
         print(f'  {"resume" if d.action == "resume" else "new folder"}: {d.run_dir}')
         if slurm is None:
-            cuda = cuda_device_count() if cuda is None else cuda
-            print(f'  {describe(plan_local(d.cfg, args.ngpus, cuda), d.run_dir)}')
+            print(f'  {describe(plans[d.index], d.run_dir)}')
     if slurm is not None:
         _print_sbatch(decisions, slurm, args.launcher)
 
 
-def _launch(decisions: list[Decision], args: argparse.Namespace, slurm: SlurmOptions | None) -> int:
+def _launch(decisions: list[Decision], args: argparse.Namespace, slurm: SlurmOptions | None,
+            cuda: int) -> int:
     from semiseg.launch.rundir import create_run_dir
     for d in decisions:
         if d.action == 'skip':
@@ -225,11 +232,6 @@ def _launch(decisions: list[Decision], args: argparse.Namespace, slurm: SlurmOpt
     todo = [d for d in decisions if d.action != 'skip']
     if not todo:
         return 0
-    if slurm is None:  # check the GPU count before creating any folder
-        from semiseg.launch.local import cuda_device_count, plan_local
-        cuda = cuda_device_count()
-        for d in todo:
-            plan_local(d.cfg, args.ngpus, cuda)
     _prepare_data([d.cfg for d in todo])
     runs = []
     for d in todo:
@@ -280,12 +282,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     slurm = _slurm_options(args) if args.launcher in ('slurm', 'debug') else None
     decisions = _decide(sel, args)
+    cuda, plans = _local_plans(decisions, args.ngpus) if slurm is None else (0, {})
     paths = save_experiment_configs(sel.exp_id, sel.all_cfgs)
     print(f'wrote {len(paths)} configs to {generated_config_dir() / f"exp-{sel.exp_id}"}')
     if args.dry_run:
-        _dry_run(decisions, args, slurm)
+        _dry_run(decisions, args, slurm, plans)
         return 0
-    return _launch(decisions, args, slurm)
+    return _launch(decisions, args, slurm, cuda)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -136,6 +136,16 @@ def test_dry_run_writes_configs_and_prints_commands(env, capsys, monkeypatch):
     assert not (env.root / 'exp').exists() and env.trained == []
 
 
+def test_too_few_gpus_is_bad_input(env, capsys, monkeypatch):
+    monkeypatch.setattr(local, 'cuda_device_count', lambda: 2)
+    assert cli.main(['--exp', '40', '--run', '0']) == 2
+    err = capsys.readouterr().err
+    assert 'wants 4 GPUs but only 2 are visible; pass --ngpus 2' in err
+    assert list(env.root.iterdir()) == []
+    assert cli.main(['--exp', '40', '--run', '0', '--ngpus', '2', '--dry-run']) == 0
+    assert '--nproc_per_node 2' in capsys.readouterr().out
+
+
 def test_dry_run_single_gpu_is_in_process(env, capsys):
     assert cli.main(['--exp', '0', '--run', '2', '--dry-run', '--cfg-options', 'epochs=1']) == 0
     out = capsys.readouterr().out
