@@ -38,7 +38,7 @@ JOB_FILE = 'slurm_job.json'          # job id and log paths, written at submissi
 ATTEMPTS_FILE = 'slurm_attempts.jsonl'  # one line per job start (requeues add lines)
 DEFAULT_TRAIN_FN = 'semiseg.engine:train'
 TERM_EXIT_CODE = 143                 # 128 + SIGTERM: stopped on request, state saved
-USR2_GRACE_S = 2.0                   # a preemption sends SIGTERM, then USR2 right after
+USR2_GRACE_S = 5.0                   # a preemption sends SIGTERM, then USR2 right after
 
 
 def utc_now() -> str:
@@ -81,8 +81,9 @@ class _StopRelay:
     Keeps submitit's USR2 handler so it can run it once the trainer has saved its state.
     """
 
-    def __init__(self, usr_sig: signal.Signals) -> None:
+    def __init__(self, usr_sig: signal.Signals, enabled: bool) -> None:
         self.usr_sig = usr_sig
+        self.enabled = enabled        # False in-process (debug): the caller's handlers stay
         self.requeue_asked = False
         self.phase = 'starting'       # 'starting' -> 'training' -> 'stopping' | 'done'
         self.submitit_handler = signal.getsignal(usr_sig)
@@ -91,7 +92,7 @@ class _StopRelay:
     @property
     def active(self) -> bool:
         """Whether submitit installed a requeue handler (a Slurm or local submitit job)."""
-        return callable(self.submitit_handler)
+        return self.enabled and callable(self.submitit_handler)
 
     def install(self) -> None:
         if self.active:
@@ -153,7 +154,8 @@ class TrainJob(submitit.helpers.Checkpointable):
             self._export_distributed()
             if env.global_rank == 0:
                 self._record_attempt(env)
-        relay = _StopRelay(submitit.JobEnvironment._usr_sig())
+        relay = _StopRelay(submitit.JobEnvironment._usr_sig(),
+                           enabled=env is not None and env.cluster in ('slurm', 'local'))
         relay.install()
         try:
             relay.phase = 'training'
