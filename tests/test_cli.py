@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-import semiseg.engine
 from semiseg import cli
 from semiseg.experiments import get_runs
 from semiseg.experiments.io import load_config
@@ -108,8 +107,9 @@ def env(tmp_path, monkeypatch):
         (Path(run_dir) / 'results.json').write_text(json.dumps({'miou': 9.0, 'finished': True}))
         return {'miou': 9.0, 'best_miou': 9.0}
 
-    monkeypatch.setattr(semiseg.engine, 'train', train, raising=False)
-    monkeypatch.setattr(semiseg.engine, 'TrainingInterrupted', KeyboardInterrupt, raising=False)
+    engine = types.ModuleType('semiseg.engine')
+    engine.train, engine.TrainingInterrupted = train, KeyboardInterrupt
+    monkeypatch.setitem(sys.modules, 'semiseg.engine', engine)
     toy = types.ModuleType('semiseg.data.toy')
     toy.prepared = []
     toy.ensure_toy_dataset = lambda root: toy.prepared.append(root) or root

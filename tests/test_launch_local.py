@@ -4,12 +4,12 @@ import os
 import socket
 import sys
 import time
+import types
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-import semiseg.engine
 from semiseg.experiments import get_runs
 from semiseg.experiments.io import load_config
 from semiseg.launch import local
@@ -24,7 +24,7 @@ class FakeInterrupted(Exception):
 
 @pytest.fixture
 def fake_engine(monkeypatch):
-    """Replace semiseg.engine.train with a recorder (the real engine is tested elsewhere)."""
+    """A stand-in semiseg.engine whose train() records its calls (the engine is tested elsewhere)."""
     calls = []
     behaviour = {}
 
@@ -36,8 +36,9 @@ def fake_engine(monkeypatch):
         (Path(run_dir) / 'results.json').write_text(json.dumps({'miou': 1.0, 'finished': True}))
         return {'miou': 1.0, 'best_miou': 1.0, 'finished': True}
 
-    monkeypatch.setattr(semiseg.engine, 'train', train, raising=False)
-    monkeypatch.setattr(semiseg.engine, 'TrainingInterrupted', FakeInterrupted, raising=False)
+    engine = types.ModuleType('semiseg.engine')
+    engine.train, engine.TrainingInterrupted = train, FakeInterrupted
+    monkeypatch.setitem(sys.modules, 'semiseg.engine', engine)
     return calls, behaviour
 
 
