@@ -41,7 +41,7 @@ def test_forward_backward_shapes(model):
 def test_non_crop_input_sizes(model):
     model.eval()
     with torch.no_grad():
-        for h, w in ((64, 40), (70, 90), (33, 64)):  # border windows, corner padding
+        for h, w in ((64, 40), (70, 90), (33, 64), (2, 64), (64, 3)):  # border windows, padding
             assert model(torch.randn(1, 3, h, w)).shape == (1, NCLASS, h, w)
 
 

@@ -105,4 +105,4 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> dict[str, Any]
     sd = extract_state_dict(obj, str(path))
     load_state_dict_checked(getattr(model, 'module', model), sd, str(path))
     logger.info('loaded %d tensors from %s', len(sd), path)
-    return obj if isinstance(obj, dict) else {'model': sd}
+    return obj if isinstance(obj, dict) and 'model' in obj else {'model': sd}

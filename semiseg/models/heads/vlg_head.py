@@ -60,15 +60,23 @@ class SemanticTransformer(nn.Module):
     def __init__(self, channels: int, text_channels: int, num_heads: int,
                  pool_size: int | Sequence[int] | None) -> None:
         super().__init__()
-        self.pool = nn.AvgPool2d(pool_size) if pool_size else None
+        if isinstance(pool_size, int):
+            pool_size = (pool_size, pool_size)
+        self.pool_size = tuple(pool_size) if pool_size else None
         self.transformer = TransformerEncoderLayer(
             channels + text_channels, num_heads, 4 * channels, ln_eps=1e-5)
+
+    def _pool(self, maps: torch.Tensor) -> torch.Tensor:
+        """Average pooling with floor; maps smaller than the kernel (tiny border windows, which
+        crash the release) are pooled with a kernel clipped to their size."""
+        kernel = (min(self.pool_size[0], maps.shape[-2]), min(self.pool_size[1], maps.shape[-1]))
+        return F.avg_pool2d(maps, kernel)
 
     def forward(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         b, c, n, h, w = x.shape
         maps = x.permute(0, 2, 1, 3, 4).reshape(b * n, c, h, w)
-        if self.pool is not None:
-            maps = self.pool(maps)
+        if self.pool_size is not None:
+            maps = self._pool(maps)
         ph, pw = maps.shape[-2:]
         # ((b n) c ph pw) -> ((b ph pw) n c)
         tokens = maps.reshape(b, n, c, ph, pw).permute(0, 3, 4, 1, 2).reshape(b * ph * pw, n, c)
@@ -76,7 +84,7 @@ class SemanticTransformer(nn.Module):
         tokens = torch.cat([tokens, text_tokens.reshape(b * ph * pw, n, -1)], dim=-1)
         tokens = self.transformer(tokens)[..., :c]
         maps = tokens.reshape(b, ph, pw, n, c).permute(0, 3, 4, 1, 2).reshape(b * n, c, ph, pw)
-        if self.pool is not None:
+        if self.pool_size is not None:
             maps = F.interpolate(maps, size=(h, w), mode='bilinear', align_corners=True)
         return x + maps.reshape(b, n, c, h, w).permute(0, 2, 1, 3, 4)
 
