@@ -300,3 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, RunSpecError, OverrideError, SlurmOptionsError, LaunchError) as e:
         print(f'experiments.py: error: {e}', file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print('experiments.py: interrupted (an unfinished run resumes with the same command)',
+              file=sys.stderr)
+        return 130

@@ -108,7 +108,8 @@ def env(tmp_path, monkeypatch):
         return {'miou': 9.0, 'best_miou': 9.0}
 
     engine = types.ModuleType('semiseg.engine')
-    engine.train, engine.TrainingInterrupted = train, KeyboardInterrupt
+    engine.train = train
+    engine.TrainingInterrupted = type('TrainingInterrupted', (Exception,), {})
     monkeypatch.setitem(sys.modules, 'semiseg.engine', engine)
     toy = types.ModuleType('semiseg.data.toy')
     toy.prepared = []
@@ -254,3 +255,14 @@ def test_slurm_rejection_removes_new_folders(env, monkeypatch, capsys):
     assert cli.main(['--exp', '0', '--run', 'all', '--launcher', 'slurm', '--partition', 'gpux']) == 2
     assert "error: unknown Slurm partition 'gpux'" in capsys.readouterr().err
     assert _run_dirs(env.root) == [kept]
+
+
+def test_ctrl_c_exits_130_without_traceback(env, capsys, monkeypatch):
+    def interrupted(cfg, run_dir):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys.modules['semiseg.engine'], 'train', interrupted)
+    assert cli.main(['--exp', '0', '--run', '0']) == 130
+    assert 'interrupted' in capsys.readouterr().err
+    (run_dir,) = _run_dirs(env.root)
+    assert (run_dir / 'config.yaml').is_file()
