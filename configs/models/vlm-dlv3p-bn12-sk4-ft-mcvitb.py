@@ -1,0 +1,31 @@
+# Exp-41 ablation: MaskCLIP ViT-B/16 with full fine-tuning and a
+# DeepLabv3+ head instead of the VLG decoder (spec §5.2): ASPP on the 512-d dense CLIP
+# embedding (index 12), low-level skip from the layer-4 v-path. Text is not used by the head.
+img_size = 512
+model = dict(
+    type='VLMSegmentor',
+    finetune='full',
+    backbone=dict(
+        type='MaskClipVisionTransformer',
+        img_size=(512, 512),
+        patch_size=16,
+        embed_dims=768,
+        num_layers=12,
+        num_heads=12,
+        mlp_ratio=4,
+        out_dims=512,
+        out_indices=[4, 12],
+        ln_eps=1e-6,
+        interpolate_mode='bicubic',
+        pretrained='pretrained/ViT-B-16.pt'),
+    decode_head=dict(
+        type='DLV3PHead',
+        img_size=512,
+        num_classes=21,
+        c1_in_channels=768,   # v4
+        c4_in_channels=512,   # dense CLIP embedding -> ASPP out 64, fuse in 112
+        c1_channels=48,
+        channels=256,
+        dilations=(6, 12, 18),
+        align_corners=False),
+)
