@@ -1,5 +1,6 @@
 """Text embeddings: class definitions vs the release files, encoding with a tiny random CLIP,
 search order, caching and error messages (no network)."""
+import os
 from pathlib import Path
 
 import numpy as np
@@ -185,3 +186,21 @@ def test_bad_variant_names():
         T.parse_variant('multi')
     with pytest.raises(T.TextEmbeddingError, match='no class definitions concept7'):
         T.prompt_rows('pascal', 'concept7_single')
+
+
+REAL_CLIP = os.environ.get('SEMISEG_CLIP_WEIGHTS')
+
+
+@pytest.mark.skipif(not (REAL_CLIP and os.path.isfile(REAL_CLIP)),
+                    reason='set SEMISEG_CLIP_WEIGHTS to the real OpenAI ViT-B-16.pt to compare with the release')
+@pytest.mark.parametrize('dataset,variant', [('pascal', 'single'), ('cityscapes', 'concept3_single'),
+                                             ('pascal', 'conceptavg4_single'), ('ade', 'single')])
+def test_real_clip_reproduces_release_files(dataset, variant):
+    ref = REF / T.embedding_filename(dataset, variant)
+    if not ref.is_file():
+        pytest.skip('reference text embeddings not available')
+    model = T.load_clip_text_model(REAL_CLIP)
+    ours = T.compute_text_embedding(dataset, variant, model).astype(np.float32)
+    theirs = np.load(ref).astype(np.float32)
+    assert ours.shape == theirs.shape
+    assert (ours * theirs).sum(1).min() > 0.999

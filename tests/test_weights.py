@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from semiseg.models import weights as W
 
 REF = Path(__file__).resolve().parents[1].parent / 'shared' / 'reference'
+torch.set_num_threads(1)  # shared CPU; tiny models are faster on one thread
 
 
 def openai_visual_state_dict(width=768, layers=12, patch=16, grid=14, out=512, seed=0):

@@ -135,7 +135,8 @@ def load_clip_text_model(source: str | os.PathLike = 'openai') -> torch.nn.Modul
 
     if str(source) == 'openai':
         try:
-            model = open_clip.create_model(W.CLIP_MODEL_NAME, pretrained='openai')
+            model = open_clip.create_model(W.CLIP_MODEL_NAME, pretrained='openai',
+                                           force_quick_gelu=True)  # OpenAI CLIP uses QuickGELU
         except Exception as err:  # noqa: BLE001 - report any download/cache failure clearly
             raise TextEmbeddingError(_missing_help(f'open_clip could not load openai weights: {err}'))
         return model.float().eval()

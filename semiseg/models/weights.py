@@ -89,7 +89,8 @@ def openai_clip_state_dict(model_name: str = CLIP_MODEL_NAME) -> dict[str, torch
     import open_clip
 
     try:
-        model = open_clip.create_model(model_name, pretrained='openai')
+        model = open_clip.create_model(model_name, pretrained='openai',
+                                       force_quick_gelu=True)  # OpenAI CLIP uses QuickGELU
     except Exception as err:  # noqa: BLE001 - any download/cache failure gets one clear message
         raise WeightsError(
             f'could not obtain the OpenAI {model_name} weights through open_clip ({err}). '
