@@ -133,11 +133,15 @@ def test_cutmix_box_area_shape_and_probability():
 
 
 def test_cutmix_mixing_takes_partner_inside_box():
-    images, partner = torch.zeros(2, 3, 8, 8), torch.ones(2, 3, 8, 8)
-    boxes = torch.zeros(2, 8, 8)
-    boxes[0, 2:5, 1:4] = 1
-    mixed = tr.mix_with_box(images, partner, boxes)
-    assert (mixed[0][:, boxes[0] == 1] == 1).all() and (mixed[0][:, boxes[0] == 0] == 0).all()
+    """Our boxes with the methods' CutMix: box = 1 pixels come from the partner, others stay."""
+    mixing = pytest.importorskip('semiseg.methods.mixing')
+    random.seed(1), np.random.seed(1)
+    boxes = torch.stack([tr.cutmix_box(16, p=1.0), torch.zeros(16, 16)])
+    images, partner = torch.zeros(2, 3, 16, 16), torch.ones(2, 3, 16, 16)
+    mixed = mixing.cutmix(images, partner, boxes)
+    inside = boxes[0] == 1
+    assert inside.any()
+    assert (mixed[0][:, inside] == 1).all() and (mixed[0][:, ~inside] == 0).all()
     assert (mixed[1] == 0).all()
 
 

@@ -152,12 +152,6 @@ def cutmix_box(size: int, p: float = 0.5, area_range: tuple[float, float] = (0.0
     return box
 
 
-def mix_with_box(images: torch.Tensor, partner: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """CutMix as the methods apply it: take `partner` where box == 1 (images (B,C,S,S), boxes
-    (B,S,S)); returns a new tensor."""
-    return torch.where(boxes.unsqueeze(1).to(torch.bool), partner, images)
-
-
 # ----------------------------------------------------------------------------- tensors
 def normalize(img: Image.Image) -> torch.Tensor:
     """ToTensor (/255) and ImageNet normalisation: float32 (3, H, W)."""
