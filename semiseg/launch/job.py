@@ -38,7 +38,7 @@ JOB_FILE = 'slurm_job.json'          # job id and log paths, written at submissi
 ATTEMPTS_FILE = 'slurm_attempts.jsonl'  # one line per job start (requeues add lines)
 DEFAULT_TRAIN_FN = 'semiseg.engine:train'
 TERM_EXIT_CODE = 143                 # 128 + SIGTERM: stopped on request, state saved
-USR2_GRACE_S = 5.0                   # a preemption sends SIGTERM, then USR2 right after
+USR2_GRACE_S = 3.0                   # a preemption sends SIGTERM, then USR2 right after
 
 
 def utc_now() -> str:
