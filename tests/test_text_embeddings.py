@@ -204,3 +204,14 @@ def test_real_clip_reproduces_release_files(dataset, variant):
     theirs = np.load(ref).astype(np.float32)
     assert ours.shape == theirs.shape
     assert (ours * theirs).sum(1).min() > 0.999
+
+
+def test_builder_concept_groups_agree_with_class_definitions():
+    """semiseg.models.concept_groups (used by the builder) must equal our definition lists."""
+    cg = pytest.importorskip('semiseg.models.concept_groups')
+    assert cg.VOC_CONCEPT4_NAMES == defs.PASCAL_CONCEPTS_4
+    assert cg.CITYSCAPES_CONCEPT3_NAMES == defs.CITYSCAPES_CONCEPTS_3
+    for dataset, k in (('pascal', 4), ('cityscapes', 3)):
+        stem = f'{T.text_prefix(dataset)}_concept{k}_single'
+        assert cg.concept_groups_for(stem) == T.concept_groups(
+            {'dataset': dataset, 'mcc_text': f'concept{k}_single'}, 'mcc')
