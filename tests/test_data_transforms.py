@@ -166,3 +166,24 @@ def test_photometric_distortion_keeps_shape():
     np.random.seed(0)
     out = tr.photometric_distortion(img)
     assert out.size == img.size and out.mode == 'RGB'
+
+
+def test_ratio_rescale_matches_mmcv_imrescale():
+    """Same sizes and pixels as mmcv's keep-ratio rescale, which the release's Resize calls."""
+    mmcv = pytest.importorskip('mmcv')
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        h, w = (int(v) for v in rng.integers(20, 900, size=2))
+        ratio = float(rng.uniform(0.5, 2.0))
+        target = (int(2048 * ratio), int(512 * ratio))
+        expected = mmcv.imrescale(np.zeros((h, w), np.uint8), target).shape
+        assert tr.ratio_rescale_size(h, w, (2048, 512), ratio) == expected
+    img, mask = _pair(45, 70)
+    np.random.seed(4)
+    ratio = np.random.random_sample() * 1.5 + 0.5
+    np.random.seed(4)
+    out_img, out_mask = tr.ratio_rescale(img, mask, (256, 64), (0.5, 2.0))
+    target = (int(256 * ratio), int(64 * ratio))
+    assert np.array_equal(np.array(out_img), mmcv.imrescale(np.array(img), target))
+    assert np.array_equal(np.array(out_mask),
+                          mmcv.imrescale(np.array(mask), target, interpolation='nearest'))
