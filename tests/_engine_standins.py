@@ -1,0 +1,211 @@
+"""Tiny stand-ins for the engine tests: data, model, method and evaluation honouring the contracts
+of ARCHITECTURE.md §3-§6, small enough that a run of a few epochs takes a second or two.
+
+`install(monkeypatch)` patches the builders the engine imports; run as a script
+(`python tests/_engine_standins.py --run-dir DIR`) it patches them and calls
+`semiseg.engine.run.main`, so the subprocess tests go through the real CLI.
+Test-only config keys: `test_nan_at` (iteration whose loss is NaN), `test_sigterm_at`
+(iteration after which the process sends itself SIGTERM), `test_sleep` (seconds per step).
+"""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+NCLASS = 3
+CLASS_NAMES = ('background', 'bright', 'dark')
+PALETTE = np.array([[0, 0, 0], [255, 0, 0], [0, 0, 255]] + [[7, 7, 7]] * 252 + [[224, 224, 192]], np.uint8)
+SIZE = 16
+
+
+def base_config(**overrides) -> dict:
+    """An exp-0-like config: 24 unlabeled / 4 labeled samples, batch 4 -> 6 iterations per epoch."""
+    cfg = {
+        'dataset': 'standin', 'data_root': '/nonexistent', 'nclass': NCLASS, 'split': 'tiny',
+        'crop_size': SIZE, 'model': 'standin', 'method': 'standin',
+        'optimizer': {'type': 'AdamW', 'lr': 0.01, 'weight_decay': 0.01,
+                      'paramwise_cfg': {'custom_keys': {'head': {'lr_mult': 10.0}}}},
+        'warmup_iters': 0, 'warmup_ratio': 1e-6,
+        'n_gpus': 1, 'n_nodes': 1, 'batch_size': 4, 'epochs': 2, 'iters': None,
+        'eval_mode': 'original', 'eval_every_n_epochs': 1, 'exp': 0, 'name': 'standin', 'version': '0.1.0',
+        'num_workers': 0, 'log_every': 2, 'device': 'cpu',
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+def _image(index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(index)
+    img = torch.rand(3, SIZE, SIZE, generator=g)
+    mean = img.mean(0)
+    mask = torch.zeros(SIZE, SIZE, dtype=torch.int64)
+    mask[mean > 0.6] = 1
+    mask[mean < 0.4] = 2
+    return (img - 0.45) / 0.225, mask
+
+
+def _augment(img: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random flip (python random) + noise (torch RNG): the seeding of the engine matters."""
+    if random.random() < 0.5:
+        img, mask = img.flip(-1), mask.flip(-1)
+    return img + 0.05 * torch.randn_like(img), mask
+
+
+class LabeledSet(Dataset):
+    def __init__(self, n: int, nsample: int) -> None:
+        self.n, self.nsample = n, nsample
+
+    def __len__(self) -> int:
+        return self.nsample
+
+    def __getitem__(self, i: int):
+        return _augment(*_image(i % self.n))
+
+
+class UnlabeledSet(Dataset):
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        img, mask = _augment(*_image(1000 + i))
+        s1 = img + 0.2 * torch.randn_like(img)
+        s2 = img + 0.2 * torch.randn_like(img)
+        ignore = torch.zeros(SIZE, SIZE, dtype=torch.int64)
+        box1 = (torch.rand(SIZE, SIZE) > 0.5).float()
+        box2 = (torch.rand(SIZE, SIZE) > 0.5).float()
+        return img, s1, s2, ignore, box1, box2
+
+
+class ValSet(Dataset):
+    def __len__(self) -> int:
+        return 6
+
+    def __getitem__(self, i: int):
+        img, mask = _image(5000 + i)
+        return img, mask, f'val_{i}'
+
+
+def build_datasets(cfg: dict):
+    train_u = UnlabeledSet(24)
+    return LabeledSet(4, len(train_u)), train_u, ValSet()
+
+
+class Info:
+    class_names = CLASS_NAMES
+    palette = PALETTE
+
+
+class TinySegmentor(nn.Module):
+    """backbone + decode_head + a frozen clip_encoder, like the VLM segmentor's parts."""
+
+    def __init__(self, nclass: int) -> None:
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+        self.decode_head = nn.Conv2d(8, nclass, 1)
+        self.clip_encoder = nn.Conv2d(3, 4, 1)
+        self.clip_encoder.requires_grad_(False)
+        self.num_classes = nclass
+
+    def forward(self, x: torch.Tensor, need_fp: bool = False):
+        f = self.backbone(x)
+        if need_fp:
+            return self.decode_head(f), self.decode_head(F.dropout2d(f, 0.5, training=True))
+        return self.decode_head(f)
+
+
+def build_segmentor(cfg: dict, pretrained: bool = True, **kwargs) -> nn.Module:
+    return TinySegmentor(cfg['nclass'])
+
+
+class StandinMethod:
+    """Labeled CE + weak-to-strong consistency on the unlabeled and partner views."""
+
+    needs_unlabeled = True
+    needs_partner = True
+
+    def __init__(self, cfg: dict, model: nn.Module) -> None:
+        self.cfg, self.model = cfg, model
+
+    def step(self, batch: dict, ctx):
+        from semiseg.methods import StepResult
+
+        if self.cfg.get('test_sleep'):
+            time.sleep(self.cfg['test_sleep'])
+        self.model.train()
+        img_s1 = torch.where(batch['box1'].unsqueeze(1) > 0, batch['img_s1_o'], batch['img_s1'])
+        preds, preds_fp = self.model(torch.cat([batch['img_x'], batch['img_w']]), need_fp=True)
+        pred_x, pred_w = preds.chunk(2)
+        pred_s1 = self.model(img_s1)
+        pl = pred_w.detach().argmax(1)
+        losses = {'loss_x': F.cross_entropy(pred_x, batch['mask_x']),
+                  'loss_s1': F.cross_entropy(pred_s1, pl),
+                  'loss_fp': F.cross_entropy(preds_fp.chunk(2)[1], pl)}
+        if self.cfg.get('test_nan_at') == ctx.iteration:
+            losses['loss_s1'] = losses['loss_s1'] * float('nan')
+        if self.cfg.get('test_sigterm_at') == ctx.iteration:
+            os.kill(os.getpid(), signal.SIGTERM)
+        visuals = {}
+        if ctx.want_visuals:
+            n = ctx.max_visuals
+            visuals = {'img_x': batch['img_x'][:n], 'img_s1': img_s1[:n], 'img_w': batch['img_w'][:n],
+                       'pred_x': pred_x[:n].detach(), 'pred_s1': pred_s1[:n].argmax(1), 'mask_x': batch['mask_x'][:n],
+                       'pl_s1': pl[:n], 'mcc_s1': torch.full_like(pl[:n], 255)}
+        return StepResult(losses=losses, weights={'loss_x': 0.5, 'loss_s1': 0.25, 'loss_fp': 0.25},
+                          stats={'mask_ratio': torch.tensor(0.5)}, visuals=visuals)
+
+
+def build_method(cfg: dict, model: nn.Module):
+    return StandinMethod(cfg, model)
+
+
+@torch.no_grad()
+def evaluate(model, loader, cfg, device=None) -> dict:
+    """Whole-image argmax mIoU in percent (absent classes count 0, as in the release)."""
+    model = model.module if hasattr(model, 'module') else model
+    was = model.training
+    model.eval()
+    inter = torch.zeros(cfg['nclass'])
+    union = torch.zeros(cfg['nclass'])
+    for img, mask, _ in loader:
+        pred = model(img.to(device)).argmax(1).cpu()
+        for c in range(cfg['nclass']):
+            inter[c] += ((pred == c) & (mask == c)).sum()
+            union[c] += ((pred == c) | (mask == c)).sum()
+    model.train(was)
+    iou = (inter / union.clamp(min=1) * 100).tolist()
+    return {'miou': sum(iou) / len(iou), 'per_class_iou': iou}
+
+
+def install(patch) -> None:
+    """Patch the builders the engine imports at call time; `patch(obj, name, value)` (monkeypatch.setattr)."""
+    import semiseg.data
+    import semiseg.evaluation
+    import semiseg.methods
+    import semiseg.models
+
+    patch(semiseg.data, 'build_datasets', build_datasets)
+    patch(semiseg.data, 'dataset_info', lambda name, root=None: Info())
+    patch(semiseg.data, 'resolve_data_root', lambda cfg: Path('/nonexistent'))
+    patch(semiseg.models, 'build_segmentor', build_segmentor)
+    patch(semiseg.methods, 'build_method', build_method)
+    patch(semiseg.evaluation, 'evaluate', evaluate)
+
+
+if __name__ == '__main__':
+    torch.set_num_threads(1)
+    install(setattr)
+    from semiseg.engine.run import main
+    sys.exit(main(sys.argv[1:]))
