@@ -233,3 +233,17 @@ def test_exp44_model_with_release_text_and_guidance(monkeypatch):
         labels = m.guidance_labels(torch.randn(1, 3, 64, 64), 0.9)
         assert labels.shape == (1, 64, 64)
         assert m(torch.randn(1, 3, 64, 64)).shape == (1, 19, 64, 64)
+
+
+def test_vpt_prompts_change_output_and_late_layers_drop_them():
+    from semiseg.models.backbones.vpt_clip import VPTCLIPVisionTransformer
+
+    torch.manual_seed(0)
+    m = VPTCLIPVisionTransformer(input_resolution=32, width=64, layers=4, output_dim=16,
+                                 prompt_dim=64, total_d_layer=2, num_tokens=3).eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        before = m(x)[0][0].clone()
+        m.deep_prompt_embeddings.add_(1.0)
+        after = m(x)[0][0]
+    assert before.shape == (1, 16, 2, 2) and not torch.allclose(before, after)

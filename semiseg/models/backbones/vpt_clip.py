@@ -8,7 +8,8 @@ OpenAI CLIP layout and parameter names (``conv1``, ``class_embedding``, ``positi
   runtime grid on every forward; the class embedding is added twice (token and position row).
 - Prompts: ``num_tokens`` tokens. The shallow prompt (through ``prompt_proj`` and Dropout 0.1) is
   inserted after the cls token once ln_pre has run; before each layer 1..total_d_layer, the
-  prompt slots are replaced by that layer's deep prompt (``prompt_proj`` then Dropout 0.1).
+  prompt slots are replaced by that layer's deep prompt (``prompt_proj`` then Dropout 0.1);
+  later layers (none with the release's 12 layers / 11 deep prompts) drop the prompt tokens.
 - Output: prompt_norm (eps 1e-6) → ln_post → @proj; returns ``[(unit-norm patch embedding
   (B, out, h, w),), unit-norm cls (B, out)]``.
 - drop_path (linear up to ``drop_path_rate``) uses :class:`DropPath`, which the segmentor's
@@ -181,6 +182,8 @@ class VPTCLIPVisionTransformer(nn.Module):
             if 1 <= i <= self.total_d_layer:
                 deep = self._prompt(self.deep_prompt_embeddings[i - 1][None], b).transpose(0, 1)
                 x = torch.cat([x[:1], deep, x[1 + self.num_tokens:]], dim=0)
+            elif i > self.total_d_layer:  # layers past the deep prompts run without prompt tokens
+                x = torch.cat([x[:1], x[-h * w:]], dim=0)
             x = block(x)
         x = self.prompt_norm(x).transpose(0, 1)
         x = self.ln_post(x) @ self.proj
