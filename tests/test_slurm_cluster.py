@@ -132,34 +132,44 @@ def test_exp0_array_through_the_cli(data_root, tmp_path):
 
 def test_preempted_and_plainly_requeued_jobs_resume_without_lost_iterations(data_root, tmp_path):
     """USR2 (submitit preemption) -> checkpoint + self-requeue; `scontrol requeue` -> resume at start."""
-    (pre_cfg, pre_dir), = _runs(data_root, tmp_path / 'exp', [0], epochs=3)        # 12 iterations
-    (plain_cfg, plain_dir), = _runs(data_root, tmp_path / 'exp', [0], epochs=3, seed=1)
-    runs = [(pre_cfg, pre_dir), (plain_cfg, plain_dir)]
-    jobs = submit(runs, OPTS)
+    (pre_cfg, pre_dir), = _runs(data_root, tmp_path / 'exp', [0], epochs=4)        # 16 iterations
+    (plain_cfg, plain_dir), = _runs(data_root, tmp_path / 'exp', [0], epochs=4, seed=1)
+    jobs = submit([(pre_cfg, pre_dir), (plain_cfg, plain_dir)], OPTS)
     pre_job, plain_job = jobs
     assert read_job_record(pre_dir)['job_id'] == pre_job.job_id
 
-    def training(run_dir: Path) -> bool:
-        state = _read(run_dir / 'state.json')
-        return state.get('state') == 'running' and state.get('iteration', 0) >= 2
+    def preempt() -> None:
+        pre_job._interrupt()                                       # SIGTERM + USR2, as submitit's preemption
 
-    _wait(lambda: training(pre_dir) and training(plain_dir), 120, 'both jobs to train', jobs)
-    rows = status_rows([pre_cfg, plain_cfg], tmp_path / 'exp')
-    assert [r.status for r in rows] == ['running', 'running'] and 'ETA' in rows[0].detail
-    pre_job._interrupt()                                          # SIGTERM + USR2, as submitit's preemption
-    subprocess.run(['scontrol', 'requeue', plain_job.job_id], check=True)
-    _wait(lambda: _read(pre_dir / 'state.json').get('state') == 'interrupted'
-          and _read(plain_dir / 'state.json').get('state') == 'interrupted', 60, 'both jobs to save', jobs)
-    stopped = {d: _read(d / 'state.json')['iteration'] for d in (pre_dir, plain_dir)}
-    assert all(0 < it < 12 for it in stopped.values()), stopped
+    def plain_requeue() -> None:
+        subprocess.run(['scontrol', 'requeue', plain_job.job_id], check=True)
+
+    # stop each job once it has trained two iterations (the jobs start at different times)
+    pending = {pre_dir: (pre_cfg, preempt), plain_dir: (plain_cfg, plain_requeue)}
+    stopped = {}
+    deadline = time.time() + 120
+    while pending and time.time() < deadline:
+        for run_dir in list(pending):
+            state = _read(run_dir / 'state.json')
+            if state.get('state') == 'running' and state.get('iteration', 0) >= 2:
+                cfg, stop = pending.pop(run_dir)
+                row = status_rows([cfg], tmp_path / 'exp')[0]
+                assert row.status == 'running' and 'ETA' in row.detail, row
+                stop()
+                _wait(lambda: _read(run_dir / 'state.json').get('state') == 'interrupted', 60,
+                      f'{stop.__name__} to save latest.pth', jobs)
+                stopped[run_dir] = _read(run_dir / 'state.json')['iteration']
+        time.sleep(0.2)
+    assert not pending, f'jobs never trained: {[str(d) for d in pending]}'
+    assert all(0 < it < 16 for it in stopped.values()), stopped
     _wait(lambda: _finished(pre_dir) and _finished(plain_dir), 180, 'both requeued jobs to finish', jobs)
     for run_dir, job in ((pre_dir, pre_job), (plain_dir, plain_job)):
         results = _read(run_dir / 'results.json')
-        assert results['iters'] == 12 and results['epochs'] == 3
+        assert results['iters'] == 16 and results['epochs'] == 4
         attempts = read_attempts(run_dir)
         assert [a['job_id'] for a in attempts] == [job.job_id] * 2, attempts
         log = (run_dir / 'train.log').read_text()
-        assert f'at iteration {stopped[run_dir]}/12' in log, 'the second start must resume where the first stopped'
+        assert f'at iteration {stopped[run_dir]}/16' in log, 'the second start must resume where the first stopped'
     assert 'this job is preempted' in pre_job.stderr()
     assert pre_job.result()['finished'] is True
     assert [r.status for r in status_rows([pre_cfg, plain_cfg], tmp_path / 'exp')] == ['finished'] * 2
