@@ -1,0 +1,68 @@
+"""`python -m semiseg.tools.eval`: our and release-format checkpoints, printed IoUs, saved predictions."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import _engine_standins as standins
+from semiseg.tools import eval as eval_tool
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def trained(monkeypatch, tmp_path):
+    import semiseg.evaluation
+    real_evaluate = semiseg.evaluation.evaluate
+    standins.install(monkeypatch.setattr)
+    monkeypatch.setattr(semiseg.evaluation, 'evaluate', real_evaluate)   # the tool's real scoring path
+    cfg = standins.base_config()
+    import semiseg.experiments.registry as registry
+    monkeypatch.setattr(registry, 'get_runs', lambda exp, data_root=None: [cfg])
+    monkeypatch.setattr(eval_tool, 'val_dataset', lambda cfg: standins.ValSet())
+    torch.manual_seed(0)
+    model = standins.TinySegmentor(standins.NCLASS)
+    ours = tmp_path / 'latest.pth'
+    torch.save({'model': model.state_dict(), 'iteration': 12}, ours)
+    release = tmp_path / 'release_best.pth'
+    torch.save({'model': {f'module.{k}': v for k, v in model.state_dict().items()}, 'epoch': 3}, release)
+    expected = standins.evaluate(model, torch.utils.data.DataLoader(standins.ValSet(), batch_size=1), cfg)
+    return ours, release, expected
+
+
+def test_eval_prints_iou_for_ours_and_release_checkpoints(trained, capsys):
+    ours, release, expected = trained
+    outputs = []
+    for path in (ours, release):
+        assert eval_tool.main(['--exp', '0', '--run', '0', '--checkpoint', str(path), '--device', 'cpu']) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0].splitlines()[1:] == outputs[1].splitlines()[1:]
+    assert f'mIoU: {expected["miou"]:.2f}' in outputs[0]
+    assert f'Class [2 dark] IoU: {expected["per_class_iou"][2]:.2f}' in outputs[0]
+
+
+def test_eval_saves_palette_predictions_and_logits(trained, tmp_path, capsys):
+    ours, _, _ = trained
+    pred_dir = tmp_path / 'preds'
+    assert eval_tool.main(['--exp', '0', '--run', '0', '--checkpoint', str(ours), '--device', 'cpu',
+                           '--pred-dir', str(pred_dir), '--save-logits']) == 0
+    pngs = sorted(pred_dir.glob('*.png'))
+    assert [p.name for p in pngs] == [f'val_{i}.png' for i in range(6)]
+    png = Image.open(pngs[0])
+    assert png.mode == 'P' and png.size == (standins.SIZE, standins.SIZE)
+    assert png.getpalette()[3:6] == [255, 0, 0]
+    logits = np.load(pred_dir / 'val_0.npy')
+    assert logits.shape == (standins.NCLASS, standins.SIZE, standins.SIZE) and logits.dtype == np.float16
+    assert (logits.astype(np.float32).argmax(0) == np.asarray(png)).mean() > 0.99
+
+
+def test_eval_reports_bad_input_in_one_line(trained, tmp_path, capsys):
+    bad = tmp_path / 'bad.pth'
+    bad.write_bytes(b'garbage')
+    assert eval_tool.main(['--exp', '0', '--run', '0', '--checkpoint', str(bad), '--device', 'cpu']) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('error: cannot read') and 'bad.pth' in err[0]
+    assert eval_tool.main(['--exp', '0', '--run', '5', '--checkpoint', str(bad), '--device', 'cpu']) == 1
+    assert 'has runs 0..0, not 5' in capsys.readouterr().err
