@@ -45,7 +45,7 @@ def test_dlv3p_mcvitb_ftap_freezing_and_forward(dlv3p_ftap):
     m = dlv3p_ftap
     assert trainable(m.backbone) == ATTN_POS_TRAINABLE
     assert trainable(m.decode_head) == total(m.decode_head)
-    assert m.decode_head.aspp.out_channels == 64 and m.decode_head.fuse[0][0].in_channels == 112
+    assert m.decode_head.aspp.out_channels == 64 and m.decode_head.head[0].in_channels == 112
     m.eval()
     with torch.no_grad():
         feats = m.extract_feat(torch.randn(1, 3, 32, 48))
@@ -81,7 +81,7 @@ def test_dlv3p_tiny_backward_and_fp():
         ffn_grad = m.backbone.layers[0].ffn.layers[1].weight.grad
         assert (ffn_grad is None) == frozen
         assert m.backbone.layers[0].attn.attn.in_proj_weight.grad is not None
-        assert m.decode_head.classifier.weight.grad is not None
+        assert m.decode_head.head[6].weight.grad is not None
 
 
 def test_tvit_dlv3p_tiny_forward_and_eval_resize():
@@ -95,6 +95,7 @@ def test_tvit_dlv3p_tiny_forward_and_eval_resize():
     cfg['text_embedding'] = text(5)
     m = MODELS.build(cfg)
     assert trainable(m) == total(m)
+    assert 'backbone.m.blocks.11.attn.qkv.weight' in m.state_dict()  # release key layout
     feats, cls = m.backbone(torch.randn(2, 3, 64, 64))
     assert [f.shape for f in feats] == [(2, 32, 4, 4)] * 2 and cls.shape == (2, 32)
     m.train()
@@ -107,7 +108,7 @@ def test_tvit_dlv3p_tiny_forward_and_eval_resize():
 def test_tvit_config_head_widths():
     from mmseg.registry import MODELS
     head = MODELS.build(load_model_config('mmseg.vlm-dlv3p-bn11-sk4-ft-tvit-in1k')['model']['decode_head'])
-    assert head.aspp.out_channels == 96 and head.fuse[0][0].in_channels == 144
+    assert head.aspp.out_channels == 96 and head.head[0].in_channels == 144
 
 
 def test_zegclip_prompt_tuning_and_forward():
@@ -247,3 +248,16 @@ def test_vpt_prompts_change_output_and_late_layers_drop_them():
         m.deep_prompt_embeddings.add_(1.0)
         after = m(x)[0][0]
     assert before.shape == (1, 16, 2, 2) and not torch.allclose(before, after)
+
+
+def test_dlv3p_head_keys_follow_release():
+    from semiseg.models.heads.dlv3p_head import DLV3PHead
+
+    head = DLV3PHead(img_size=32, num_classes=3, c1_in_channels=16, c4_in_channels=64)
+    keys = set(head.state_dict())
+    for k in ('aspp.b0.0.weight', 'aspp.b3.1.running_mean', 'aspp.b4.gap.1.weight',
+              'aspp.project.0.weight', 'c1_proj.0.weight', 'head.0.weight', 'head.4.weight',
+              'head.6.bias'):
+        assert k in keys, k
+    out = head([[(torch.randn(2, 16, 8, 8), torch.randn(2, 64, 4, 4)), None], None, None])
+    assert out.shape == (2, 3, 32, 32)

@@ -49,10 +49,11 @@ class TIMMVisionTransformer(nn.Module):
         self.pretrained = pretrained
         self.pretrained_tag = pretrained_tag
         self._create_kwargs = dict(img_size=self.img_size, drop_path_rate=drop_path_rate,
-                                   num_classes=0, **timm_kwargs)
-        self.vit = timm.create_model(model_name, pretrained=False, **self._create_kwargs)
-        self.patch_size = _pair(self.vit.patch_embed.patch_size)
-        depth = len(self.vit.blocks)
+                                   **timm_kwargs)
+        # `m` with timm's unused classifier, as in the release (same state-dict keys)
+        self.m = timm.create_model(model_name, pretrained=False, **self._create_kwargs)
+        self.patch_size = _pair(self.m.patch_embed.patch_size)
+        depth = len(self.m.blocks)
         bad = [i for i in out_indices if not 0 <= i < depth]
         if bad:
             raise ValueError(f'out_indices {bad} outside [0, {depth - 1}] for {model_name}')
@@ -73,14 +74,14 @@ class TIMMVisionTransformer(nn.Module):
             raise RuntimeError(
                 f'cannot load timm weights {name} ({err}); on a machine without internet pass a '
                 f'local timm checkpoint path as backbone pretrained') from err
-        result = self.vit.load_state_dict(src.state_dict(), strict=False)
+        result = self.m.load_state_dict(src.state_dict(), strict=False)
         logger.info('loaded timm weights %s: missing %s, unexpected %s', name,
                     result.missing_keys, result.unexpected_keys)
 
     def forward(self, img: torch.Tensor) -> list:
         if not self.training and tuple(img.shape[-2:]) != self.img_size:
             img = F.interpolate(img, size=self.img_size, mode='bilinear', align_corners=False)
-        vit = self.vit
+        vit = self.m
         x = vit.patch_embed(img)
         x = vit._pos_embed(x)
         x = vit.patch_drop(x)

@@ -85,19 +85,19 @@ class DLV3PHead(nn.Module):
         self.out_channels = num_classes
         self.align_corners = align_corners
         self.c1_index, self.c4_index = c1_index, c4_index
+        # module names follow the release (aspp.b0-b4/project, c1_proj, head.0-6)
         self.aspp = ASPP(c4_in_channels, dilations)
-        self.reduce = _conv_bn_relu(c1_in_channels, c1_channels, 1)
-        self.fuse = nn.Sequential(_conv_bn_relu(c1_channels + self.aspp.out_channels, channels, 3),
-                                  _conv_bn_relu(channels, channels, 3))
-        self.classifier = nn.Conv2d(channels, num_classes, 1)
+        self.c1_proj = _conv_bn_relu(c1_in_channels, c1_channels, 1)
+        self.head = nn.Sequential(*_conv_bn_relu(c1_channels + self.aspp.out_channels, channels, 3),
+                                  *_conv_bn_relu(channels, channels, 3),
+                                  nn.Conv2d(channels, num_classes, 1))
 
     def forward(self, inputs: Sequence, force_output_pred_masks: bool = False):
         feats = inputs[0][0]
         c1, c4 = feats[self.c1_index], feats[self.c4_index]
         c4 = self.aspp(c4)
         c4 = F.interpolate(c4, size=c1.shape[-2:], mode='bilinear', align_corners=False)
-        x = self.fuse(torch.cat([self.reduce(c1), c4], dim=1))
-        x = self.classifier(x)
+        x = self.head(torch.cat([self.c1_proj(c1), c4], dim=1))
         x = F.interpolate(x, size=(self.img_size, self.img_size), mode='bilinear',
                           align_corners=self.align_corners)
         return {'pred_masks': x} if force_output_pred_masks else x
