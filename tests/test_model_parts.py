@@ -229,3 +229,38 @@ def test_concept_groups_match_release_conceptavg_files():
 def test_vlg_head_pools_maps_smaller_than_the_kernel():
     head = small_head(pool_size=2)
     assert head(head_inputs(h=1, w=5)).shape == (2, 3, 4, 20)
+
+
+def fake_openai_visual(width=32, layers=3, patch=8, grid=3, out=16):
+    """An OpenAI-layout CLIP visual state dict with tiny shapes."""
+    g = torch.Generator().manual_seed(3)
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g)
+    sd = {'visual.class_embedding': r(width), 'visual.positional_embedding': r(grid * grid + 1, width),
+          'visual.conv1.weight': r(width, 3, patch, patch), 'visual.proj': r(width, out),
+          'visual.ln_pre.weight': r(width), 'visual.ln_pre.bias': r(width),
+          'visual.ln_post.weight': r(width), 'visual.ln_post.bias': r(width)}
+    for i in range(layers):
+        p = f'visual.transformer.resblocks.{i}.'
+        sd.update({p + 'ln_1.weight': r(width), p + 'ln_1.bias': r(width),
+                   p + 'attn.in_proj_weight': r(3 * width, width), p + 'attn.in_proj_bias': r(3 * width),
+                   p + 'attn.out_proj.weight': r(width, width), p + 'attn.out_proj.bias': r(width),
+                   p + 'ln_2.weight': r(width), p + 'ln_2.bias': r(width),
+                   p + 'mlp.c_fc.weight': r(2 * width, width), p + 'mlp.c_fc.bias': r(2 * width),
+                   p + 'mlp.c_proj.weight': r(width, 2 * width), p + 'mlp.c_proj.bias': r(width)})
+    return sd
+
+
+def test_pretrained_backbone_loads_clip_weights(tmp_path):
+    """init_weights() hands `pretrained` to semiseg.models.weights (spec §2.5 conversion)."""
+    sd = fake_openai_visual()
+    torch.save(sd, tmp_path / 'clip.pt')
+    m = vit(pretrained=str(tmp_path / 'clip.pt'))
+    m.init_weights()
+    assert torch.equal(m.cls_token.flatten(), sd['visual.class_embedding'])
+    assert torch.equal(m.proj.weight[:, :, 0, 0], sd['visual.proj'].t())
+    assert torch.equal(m.layers[2].ffn.layers[1].weight,
+                       sd['visual.transformer.resblocks.2.mlp.c_proj.weight'])
+    pos = sd['visual.positional_embedding'][None]
+    assert torch.allclose(m.pos_embed, resize_pos_embed(pos, (3, 3), (4, 4)), atol=1e-5)
