@@ -1,7 +1,7 @@
 """Experiment 0 through a real (local, single-node) Slurm: arrays, preemption requeue, plain requeue.
 
 Needs the cluster of tests/slurm/setup.sh (with accounting); skipped when it is not up. The toy
-dataset's split lists are trimmed (16 unlabeled -> 4 iterations per epoch, 4 val images) so a run
+dataset's split lists are trimmed (32 unlabeled -> 8 iterations per epoch, 4 val images) so a run
 takes seconds; everything else is the real exp-0 training.
 """
 from __future__ import annotations
@@ -70,8 +70,8 @@ OPTS = SlurmOptions(cpus_per_task=1, time_min=15, mem_gb=2)
 
 @pytest.fixture(scope='module')
 def data_root(tmp_path_factory) -> Path:
-    """The toy dataset with short split lists: 16 unlabeled (4 iterations/epoch), 4 val images."""
-    return trimmed_toy(tmp_path_factory.mktemp('data'), unlabeled=16, val=4)
+    """The toy dataset with short split lists: 32 unlabeled (8 iterations/epoch), 4 val images."""
+    return trimmed_toy(tmp_path_factory.mktemp('data'), unlabeled=32, val=4)
 
 
 def _runs(data_root: Path, exp_root: Path, indices: list[int], **overrides) -> list[tuple[dict, Path]]:
@@ -122,7 +122,7 @@ def test_exp0_array_through_the_cli(data_root, tmp_path):
     assert '#SBATCH --array=0-1%' in script and 'gpus' not in script and '--ntasks-per-node=1' in script
     _wait(lambda: all(_finished(d) for d in run_dirs), 150, 'both array tasks to finish')
     for d in run_dirs:
-        assert _read(d / 'results.json')['iters'] == 4
+        assert _read(d / 'results.json')['iters'] == 8
     status = subprocess.run(cmd[:6] + ['--status', '--data-root', str(data_root), '--exp-root', str(exp_root),
                                        '--cfg-options', 'epochs=1', 'device=cpu', 'log_every=1'],
                             cwd=REPO, capture_output=True, text=True, timeout=60)
@@ -132,8 +132,8 @@ def test_exp0_array_through_the_cli(data_root, tmp_path):
 
 def test_preempted_and_plainly_requeued_jobs_resume_without_lost_iterations(data_root, tmp_path):
     """USR2 (submitit preemption) -> checkpoint + self-requeue; `scontrol requeue` -> resume at start."""
-    (pre_cfg, pre_dir), = _runs(data_root, tmp_path / 'exp', [0], epochs=4)        # 16 iterations
-    (plain_cfg, plain_dir), = _runs(data_root, tmp_path / 'exp', [0], epochs=4, seed=1)
+    (pre_cfg, pre_dir), = _runs(data_root, tmp_path / 'exp', [0], epochs=2)        # 16 iterations
+    (plain_cfg, plain_dir), = _runs(data_root, tmp_path / 'exp', [0], epochs=2, seed=1)
     jobs = submit([(pre_cfg, pre_dir), (plain_cfg, plain_dir)], OPTS)
     pre_job, plain_job = jobs
     assert read_job_record(pre_dir)['job_id'] == pre_job.job_id
@@ -165,7 +165,7 @@ def test_preempted_and_plainly_requeued_jobs_resume_without_lost_iterations(data
     _wait(lambda: _finished(pre_dir) and _finished(plain_dir), 180, 'both requeued jobs to finish', jobs)
     for run_dir, job in ((pre_dir, pre_job), (plain_dir, plain_job)):
         results = _read(run_dir / 'results.json')
-        assert results['iters'] == 16 and results['epochs'] == 4
+        assert results['iters'] == 16 and results['epochs'] == 2
         attempts = read_attempts(run_dir)
         assert [a['job_id'] for a in attempts] == [job.job_id] * 2, attempts
         log = (run_dir / 'train.log').read_text()
