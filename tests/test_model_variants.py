@@ -116,7 +116,9 @@ def test_zegclip_prompt_tuning_and_forward():
                         text_embedding=text(21))
     assert trainable(m.backbone) == PROMPT_TRAINABLE
     assert all('prompt' in n for n, p in m.backbone.named_parameters() if p.requires_grad)
-    assert trainable(m.decode_head) == total(m.decode_head)
+    used = sum(p.numel() for n, p in m.decode_head.named_parameters()
+               if 'self_attn' not in n and 'norm1' not in n)
+    assert trainable(m.decode_head) == used  # the release's unused self-attention stays frozen
     assert m.decode_head.loss_decode.num_classes == 21
 
 
@@ -261,3 +263,23 @@ def test_dlv3p_head_keys_follow_release():
         assert k in keys, k
     out = head([[(torch.randn(2, 16, 8, 8), torch.randn(2, 64, 4, 4)), None], None, None])
     assert out.shape == (2, 3, 32, 32)
+
+
+def test_atm_head_keys_and_unused_parts_frozen():
+    from semiseg.models.heads.atm_head import ATMSingleHeadSeg
+
+    head = ATMSingleHeadSeg(img_size=16, num_classes=3, in_channels=32, channels=32,
+                            embed_dims=32, num_heads=4)
+    keys = set(head.state_dict())
+    for k in ('q_proj.weight', 'decoder_1.layers.2.multihead_attn.q.weight',
+              'decoder_1.layers.0.self_attn.in_proj_weight', 'decoder_1.layers.1.norm3.bias',
+              'decoder_1.layers.0.linear1.weight'):
+        assert k in keys, k
+    frozen = {n for n, p in head.named_parameters() if not p.requires_grad}
+    assert frozen and all('self_attn' in n or 'norm1' in n for n in frozen)
+    feats = torch.nn.functional.normalize(torch.randn(2, 32, 4, 4), dim=1)
+    cls = torch.nn.functional.normalize(torch.randn(2, 32), dim=-1)
+    out = head([[(feats,), cls], text(3, 32), None], force_output_pred_masks=True)['pred_masks']
+    assert out.shape == (2, 3, 16, 16)
+    with pytest.raises(ValueError, match='rows for 3 classes'):
+        head([[(feats,), cls], text(5, 32), None])

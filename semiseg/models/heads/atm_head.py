@@ -7,9 +7,9 @@ Each layer's mask logits are its head-averaged, pre-softmax attention scores (B,
 last layer's are resized to the square img_size (ac=False) as ``pred_masks``.
 
 Differences from the release, none of which changes the computation: the unused
-``self_attn``/``norm1``/``dropout1`` of torch's TransformerDecoderLayer (which the release
-subclasses) are not created, so their parameters are absent from the state dict and optimizer;
-the concept-aggregation branch (unreachable with per-class text) is not implemented (a text
+``self_attn``/``norm1`` of torch's TransformerDecoderLayer (which the release subclasses) exist
+for key-compatible checkpoints but are frozen (the release leaves them trainable; they never get
+gradients either way); the concept-aggregation branch (unreachable with per-class text) is not implemented (a text
 with a different row count raises); the trunc-normal(0.02) Linear / unit LayerNorm init the
 release applies in init_weights is applied at construction. ``loss_decode`` (SegLossPlus) is
 built and exposed for the trainer's 'mmseg' criterion.
@@ -57,6 +57,12 @@ class TPNDecoderLayer(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, ffn_dim: int, dropout: float = 0.1) -> None:
         super().__init__()
+        # never used in forward (as in the release); kept frozen so release checkpoints load
+        # key for key without giving DDP parameters that never receive gradients
+        self.self_attn = nn.MultiheadAttention(dim, num_heads, dropout=dropout)
+        self.norm1 = nn.LayerNorm(dim)
+        self.self_attn.requires_grad_(False)
+        self.norm1.requires_grad_(False)
         self.multihead_attn = CrossAttention(dim, num_heads, attn_drop=0.1)
         self.linear1 = nn.Linear(dim, ffn_dim)
         self.dropout = nn.Dropout(dropout)
@@ -71,6 +77,15 @@ class TPNDecoderLayer(nn.Module):
         q = self.norm2(q + self.dropout2(out))
         q = self.norm3(q + self.dropout3(self.linear2(self.dropout(F.relu(self.linear1(q))))))
         return q, scores
+
+
+class TPNDecoder(nn.Module):
+    """A stack of decoder layers (``decoder_1.layers.i``, the release's key layout)."""
+
+    def __init__(self, dim: int, num_heads: int, num_layers: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList([TPNDecoderLayer(dim, num_heads, 4 * dim)
+                                     for _ in range(num_layers)])
 
 
 @MODELS.register_module()
@@ -106,8 +121,9 @@ class ATMSingleHeadSeg(nn.Module):
         self.use_rd = use_rd
         self.seen_idx = list(seen_idx) if seen_idx is not None else list(range(num_classes))
         self.all_idx = list(all_idx) if all_idx is not None else list(range(num_classes))
-        self.decoder = nn.ModuleList([TPNDecoderLayer(embed_dims, num_heads, 4 * embed_dims)
-                                      for _ in range(num_layers)])
+        self.input_proj_1 = nn.Identity()  # use_proj=False
+        self.proj_norm_1 = nn.Identity()
+        self.decoder_1 = TPNDecoder(embed_dims, num_heads, num_layers)
         self.q_proj = nn.Linear(2 * embed_dims if use_rd else embed_dims, embed_dims)
         if loss_decode is not None:
             loss_decode = dict(loss_decode)
@@ -144,7 +160,7 @@ class ATMSingleHeadSeg(nn.Module):
         memory = x.flatten(2).transpose(1, 2)  # (B, hw, C)
         q = self.q_proj(self._queries(text, cls))
         scores = None
-        for layer in self.decoder:
+        for layer in self.decoder_1.layers:
             q, scores = layer(q, memory)
         masks = scores.reshape(b, self.num_classes, h, w)
         masks = F.interpolate(masks, size=(self.img_size, self.img_size), mode='bilinear',
