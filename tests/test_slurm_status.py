@@ -85,7 +85,7 @@ def test_status_rows_query_slurm_once_and_print(tmp_path, capsys, monkeypatch):
     rows = status_rows(cfgs, exp_root, runner=fake)
     assert [(r.status, r.job_id) for r in rows] == [('queued', '12_0'), ('running', '12_1'), ('not started', None)]
     assert calls == [['squeue', '-h', '-r', '-o', '%i|%T', '-j', '12']]
-    monkeypatch.setattr(status, '_run', fake)
+    monkeypatch.setattr(status, 'run_command', fake)
     printed = print_status(0, cfgs, exp_root)
     out = capsys.readouterr().out
     assert out.startswith('experiment 0: 3 run(s)') and 'iteration 5/192, ETA 40s' in out

@@ -146,7 +146,8 @@ class PartitionInfo:
     mem_mb: int = 0
 
 
-def _run(cmd: list[str]) -> str:
+def run_command(cmd: list[str]) -> str:
+    """Run a Slurm client command; its stdout (raises on failure or after 60 s)."""
     return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=60).stdout
 
 
@@ -223,7 +224,7 @@ def check_request(groups: dict[Resources, list], opts: SlurmOptions,
 
 # ---------------------------------------------------------------- job state
 
-def slurm_states(job_ids: list[str], runner: Runner = _run) -> dict[str, str]:
+def slurm_states(job_ids: list[str], runner: Runner = run_command) -> dict[str, str]:
     """Current Slurm state per job id ('12' or '12_3'): squeue first, sacct for ended jobs.
 
     Missing tools or a failing query give an empty answer for those ids, never an error.
@@ -258,7 +259,7 @@ def _parse_state_lines(text: str) -> dict[str, str]:
     return out
 
 
-def active_job(run_dir: Path, runner: Runner = _run) -> str | None:
+def active_job(run_dir: Path, runner: Runner = run_command) -> str | None:
     """The id of a queued or running Slurm job that trains `run_dir`, if any."""
     record = read_job_record(run_dir)
     if not record or record.get('cluster') != 'slurm':
@@ -329,7 +330,7 @@ def submit(runs: list[tuple[dict[str, Any], Path]], opts: SlurmOptions, cluster:
         todo.append((cfg, run_dir))
     groups = _group(todo, opts)
     if cluster == 'slurm' and groups:
-        partitions, default = parse_sinfo(_run(['sinfo', '-h', '-N', '-o', '%P|%c|%m|%G']))
+        partitions, default = parse_sinfo(run_command(['sinfo', '-h', '-N', '-o', '%P|%c|%m|%G']))
         check_request(groups, opts, partitions, default)
     jobs: dict[Path, submitit.Job] = {}
     for res, group in groups.items():

@@ -15,7 +15,7 @@ from typing import Any
 
 from .job import read_attempts, read_job_record
 from .rundir import CONFIG_FILE, RESULTS_FILE, find_finished, find_resumable
-from .slurm import ACTIVE_STATES, Runner, _run, slurm_states
+from .slurm import ACTIVE_STATES, Runner, run_command, slurm_states
 
 STATE_FILE = 'state.json'
 QUEUED_STATES = tuple(s for s in ACTIVE_STATES if s not in ('RUNNING', 'COMPLETING'))
@@ -119,8 +119,9 @@ def classify(run_dir: Path | None, slurm_state: str | None) -> tuple[str, str]:
     return 'not started', 'folder created'
 
 
-def status_rows(cfgs: list[dict[str, Any]], exp_root: Path, runner: Runner = _run) -> list[RunStatus]:
+def status_rows(cfgs: list[dict[str, Any]], exp_root: Path, runner: Runner | None = None) -> list[RunStatus]:
     """One `RunStatus` per config (run id = position), querying Slurm once for all jobs."""
+    runner = runner or run_command
     dirs = [latest_run_dir(cfg, exp_root) for cfg in cfgs]
     records = [read_job_record(d) if d else None for d in dirs]
     job_ids = [str(r['job_id']) for r in records if r and r.get('cluster') == 'slurm' and r.get('job_id')]
