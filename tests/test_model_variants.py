@@ -283,3 +283,18 @@ def test_atm_head_keys_and_unused_parts_frozen():
     assert out.shape == (2, 3, 16, 16)
     with pytest.raises(ValueError, match='rows for 3 classes'):
         head([[(feats,), cls], text(5, 32), None])
+
+
+def test_timm_backbone_loads_local_checkpoint_with_pos_resample(tmp_path):
+    import timm
+    from semiseg.models.backbones.timm_vit import TIMMVisionTransformer
+
+    src = timm.create_model('vit_base_patch16_224', pretrained=False, embed_dim=32, depth=12,
+                            num_heads=2)
+    torch.save(src.state_dict(), tmp_path / 'vit.pth')
+    dst = TIMMVisionTransformer(img_size=64, embed_dim=32, depth=12, num_heads=2,
+                                pretrained=str(tmp_path / 'vit.pth'))
+    dst.init_weights()
+    assert dst.m.pos_embed.shape == (1, 17, 32)
+    assert torch.equal(dst.m.blocks[5].mlp.fc1.weight, src.blocks[5].mlp.fc1.weight)
+    assert torch.equal(dst.m.pos_embed[:, 0], src.pos_embed[:, 0])
