@@ -193,6 +193,7 @@ class VLMSegmentor(EncoderDecoder):
         return logits
 
     # -- MaskCLIP guidance ------------------------------------------------------------------
+    @torch.no_grad()
     def guidance_logits(self, images: torch.Tensor) -> torch.Tensor:
         """Raw class cosines (B, N, h, w) of the frozen encoder (concept max per class)."""
         if not self.has_guidance:
@@ -211,13 +212,8 @@ class VLMSegmentor(EncoderDecoder):
     @torch.no_grad()
     def guidance_labels(self, images: torch.Tensor, conf_thresh: float) -> torch.Tensor:
         """MaskCLIP pseudo-labels (B, H, W) int64; 255 where softmax(100 cos) max < conf_thresh."""
-        was_training = self.clip_encoder.training if self.clip_encoder is not None else False
-        if self.clip_encoder is not None:
-            self.clip_encoder.eval()
-        cos = self.guidance_logits(images)
+        cos = self.guidance_logits(images)  # the encoder is kept in eval mode by train()
         cos = F.interpolate(cos, size=images.shape[-2:], mode='bilinear', align_corners=False)
         conf, label = (100.0 * cos).softmax(dim=1).max(dim=1)
         label[conf < conf_thresh] = 255
-        if was_training:
-            self.clip_encoder.train()
         return label
