@@ -215,3 +215,15 @@ def test_builder_concept_groups_agree_with_class_definitions():
         stem = f'{T.text_prefix(dataset)}_concept{k}_single'
         assert cg.concept_groups_for(stem) == T.concept_groups(
             {'dataset': dataset, 'mcc_text': f'concept{k}_single'}, 'mcc')
+
+
+def test_cli_writes_files(tmp_path, clip_ckpt, capsys):
+    from semiseg.tools import text_embeddings as cli
+
+    rc = cli.main(['--dataset', 'cityscapes', '--variant', 'single', 'conceptavg3_single',
+                   '--clip', str(clip_ckpt), '--out', str(tmp_path)])
+    assert rc == 0
+    assert np.load(tmp_path / 'cityscapes_conceptavg3_single.npy').shape == (19, 32)
+    assert np.load(tmp_path / 'cityscapes_single.npy').dtype == np.float16
+    assert cli.main(['--dataset', 'cityscapes', '--variant', 'multi', '--out', str(tmp_path)]) == 2
+    assert 'unknown text embedding variant' in capsys.readouterr().err
