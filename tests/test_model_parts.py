@@ -264,3 +264,22 @@ def test_pretrained_backbone_loads_clip_weights(tmp_path):
                        sd['visual.transformer.resblocks.2.mlp.c_proj.weight'])
     pos = sd['visual.positional_embedding'][None]
     assert torch.allclose(m.pos_embed, resize_pos_embed(pos, (3, 3), (4, 4)), atol=1e-5)
+
+
+def test_pos_embed_grid_floors_like_mmseg():
+    """801 -> 50x50 stored (2501 rows); an 801 input is padded to 51x51 tokens (spec §2.6)."""
+    m = vit(img_size=35)  # patch 8: 4x4 stored, 35 -> padded 40 -> 5x5 tokens
+    assert m.pos_embed.shape[1] == 17
+    assert m(torch.randn(1, 3, 35, 35))[0][-1].shape[-2:] == (5, 5)
+    big = MaskClipVisionTransformer(img_size=801, embed_dims=8, num_layers=1, num_heads=1,
+                                    out_dims=4, out_indices=None)
+    assert big.pos_embed.shape == (1, 2501, 8)
+
+
+def test_mcc_fix_resize_pos_sets_clip_encoder_size():
+    m = build_segmentor(tiny_cfg(crop_size=48, mcc_fix_resize_pos=True), pretrained=False,
+                        text_embedding=torch.randn(5, 512), mcc_text_embedding=torch.randn(5, 512))
+    assert m.clip_encoder.img_size == (48, 48)
+    m = build_segmentor(tiny_cfg(crop_size=48), pretrained=False,
+                        text_embedding=torch.randn(5, 512), mcc_text_embedding=torch.randn(5, 512))
+    assert m.clip_encoder.img_size == (64, 64)

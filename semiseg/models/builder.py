@@ -138,6 +138,8 @@ def build_segmentor(cfg: dict, pretrained: bool = True,
     _set_img_size(model_cfg, file_cfg, cfg['crop_size'])
 
     clip_cfg = _clip_encoder_cfg(cfg, file_cfg)
+    if clip_cfg is not None and cfg.get('mcc_fix_resize_pos') and 'img_size' in clip_cfg:
+        clip_cfg['img_size'] = (cfg['crop_size'], cfg['crop_size'])  # spec §2.6
     if clip_cfg is not None:
         model_cfg['clip_encoder'] = clip_cfg
     model_args = dict(cfg.get('model_args') or {})

@@ -7,7 +7,6 @@ token-mixing attention by its value projection so every patch keeps its own CLIP
 from __future__ import annotations
 
 import logging
-import math
 from typing import Sequence
 
 import torch
@@ -163,9 +162,9 @@ class MaskClipVisionTransformer(nn.Module):
 
     @property
     def grid_size(self) -> tuple[int, int]:
-        """Token grid of the configured image size (what pos_embed stores)."""
-        return (math.ceil(self.img_size[0] / self.patch_size),
-                math.ceil(self.img_size[1] / self.patch_size))
+        """Token grid of the configured image size (what pos_embed stores); floors, as mmseg
+        does: 801 -> 50x50 stored, while an 801 input is padded to 816 = 51x51 tokens."""
+        return (self.img_size[0] // self.patch_size, self.img_size[1] // self.patch_size)
 
     def init_weights(self) -> None:
         """Load CLIP weights when `pretrained` names a source (spec §2.5)."""
