@@ -26,8 +26,8 @@ def _cluster_up() -> str | None:
         if shutil.which(tool) is None:
             return f'{tool} not on PATH (start the local cluster with: bash tests/slurm/setup.sh)'
     try:
-        states = subprocess.run(['sinfo', '-h', '-o', '%T'], capture_output=True, text=True, timeout=20)
-        acct = subprocess.run(['sacct', '-n', '-X', '-S', 'now'], capture_output=True, text=True, timeout=20)
+        states = subprocess.run(['sinfo', '-h', '-o', '%T'], capture_output=True, text=True, timeout=10)
+        acct = subprocess.run(['sacct', '-n', '-X', '-S', 'now'], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired) as e:
         return f'Slurm does not answer: {e}'
     if states.returncode != 0 or not ({'idle', 'mixed', 'allocated'} & set(states.stdout.split())):
