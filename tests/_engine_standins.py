@@ -5,7 +5,8 @@ of ARCHITECTURE.md §3-§6, small enough that a run of a few epochs takes a seco
 (`python tests/_engine_standins.py --run-dir DIR`) it patches them and calls
 `semiseg.engine.run.main`, so the subprocess tests go through the real CLI.
 Test-only config keys: `test_nan_at` (iteration whose loss is NaN), `test_sigterm_at`
-(iteration after which the process sends itself SIGTERM), `test_sleep` (seconds per step).
+(iteration after which the process of rank `test_sigterm_rank`, default 0, sends itself
+SIGTERM), `test_sleep` (seconds per step).
 """
 from __future__ import annotations
 
@@ -155,7 +156,8 @@ class StandinMethod:
                   'loss_fp': F.cross_entropy(preds_fp.chunk(2)[1], pl)}
         if self.cfg.get('test_nan_at') == ctx.iteration:
             losses['loss_s1'] = losses['loss_s1'] * float('nan')
-        if self.cfg.get('test_sigterm_at') == ctx.iteration:
+        if self.cfg.get('test_sigterm_at') == ctx.iteration and \
+                self.cfg.get('test_sigterm_rank', 0) == int(os.environ.get('RANK', '0')):
             os.kill(os.getpid(), signal.SIGTERM)
         visuals = {}
         if ctx.want_visuals:

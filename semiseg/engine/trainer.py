@@ -387,7 +387,7 @@ class Trainer:
 
     def _interrupt(self, epoch: int) -> None:
         self._save_latest()
-        reason = stop_reason() or 'stop requested'
+        reason = stop_reason() or ('stop requested on another rank' if self.dist.distributed else 'stop requested')
         logger.warning('%s: stopped after iteration %d/%d (epoch %d); %s saved, the same run resumes from it',
                        reason, self.iteration, self.plan.total_iters, epoch, ckpt.LATEST)
         self._state('interrupted', error=reason)
