@@ -143,3 +143,11 @@ def test_evaluation_cadence_includes_epoch_zero_and_the_last_epoch(tmp_path):
 def test_iters_sets_the_epoch_count(tmp_path):
     results = train(standins.base_config(epochs=None, iters=8, debug_every_epoch=False), tmp_path)
     assert results['epochs'] == 2 and results['iters'] == 12      # ceil(8 / 6) epochs of 6
+
+
+def test_bf16_autocast_and_tuple_configs_train(tmp_path):
+    cfg = standins.base_config(epochs=1, precision='bf16', debug_every_epoch=False, scale_ratio_range=(0.5, 2.0))
+    results = train(cfg, tmp_path)
+    assert results['iters'] == 6 and 0 <= results['miou'] <= 100
+    assert yaml.safe_load((tmp_path / 'config.yaml').read_text())['scale_ratio_range'] == [0.5, 2.0]
+    assert load_checkpoint(tmp_path / 'latest.pth')['config']['precision'] == 'bf16'

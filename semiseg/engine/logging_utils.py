@@ -73,6 +73,16 @@ class MeanMeter:
         return {k: float(self._sums[k] / self._counts[k]) for k in self._sums}
 
 
+def plain(value: Any) -> Any:
+    """Tuples -> lists, recursively: configs built in Python become YAML-safe and compare equal
+    to their YAML round trip."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
 def format_duration(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     h, rem = divmod(seconds, 3600)

@@ -26,7 +26,7 @@ from .debug_panels import save_panels
 from .distributed import (DistInfo, any_rank_true, cleanup_distributed, init_distributed, resolve_device,
                           unwrap, wrap_model)
 from .loaders import IterationPlan, TrainLoaders, build_train_loaders, derive_seed, plan_iterations, seed_all
-from .logging_utils import (MeanMeter, attach_file_log, count_parameters, detach_log, format_duration,
+from .logging_utils import (MeanMeter, attach_file_log, count_parameters, detach_log, format_duration, plain,
                             write_json_atomic, write_state)
 from .signals import clear_stop, stop_reason, stop_requested, stop_signal_handlers
 from .tensorboard import TensorBoard
@@ -53,7 +53,7 @@ class Trainer:
     """Holds the run's parts between setup, loop and finish; see `train`."""
 
     def __init__(self, cfg: dict, run_dir: Path) -> None:
-        self.cfg = cfg
+        self.cfg = plain(cfg)
         self.run_dir = Path(run_dir)
         self.seed = int(option(cfg, 'seed'))
         self.log_every = max(1, int(option(cfg, 'log_every')))
