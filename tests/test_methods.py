@@ -290,3 +290,35 @@ def test_mmseg_criterion_uses_the_head_loss():
     # CELoss configs never use it
     sup = build_method(cfg_for('supervised'), model)
     assert not isinstance(sup.criterion_l, ConstantHeadLoss)
+
+
+def _ddp_worker(rank, world, init_file, out_file):
+    import torch.distributed as dist
+    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank,
+                            world_size=world)
+    try:
+        torch.manual_seed(0)
+        model = nn.parallel.DistributedDataParallel(StandIn(), find_unused_parameters=True,
+                                                    broadcast_buffers=False)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        method = build_method(cfg_for('semivl', maskclip_consistency_lambda=[0.1, 0]), model)
+        for it in range(2):
+            torch.manual_seed(rank * 10 + it)
+            result = method.step(make_batch(seed=rank * 10 + it), StepContext(it, 2))
+            opt.zero_grad()
+            result.total().backward()
+            opt.step()
+        torch.save({k: v.detach() for k, v in model.module.state_dict().items()},
+                   f'{out_file}.{rank}')
+    finally:
+        dist.destroy_process_group()
+
+
+def test_semivl_step_under_ddp_keeps_ranks_in_sync(tmp_path):
+    import torch.multiprocessing as mp
+    out = str(tmp_path / 'w')
+    mp.start_processes(_ddp_worker, args=(2, str(tmp_path / 'init'), out), nprocs=2,
+                       start_method='fork')
+    w0, w1 = torch.load(f'{out}.0'), torch.load(f'{out}.1')
+    for k in w0:
+        assert torch.allclose(w0[k], w1[k]), k

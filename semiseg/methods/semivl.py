@@ -49,8 +49,7 @@ class SemiVL(UniMatch):
 
     def step(self, batch: dict, ctx: StepContext) -> StepResult:
         if not self.use_mcc:
-            result = super().step(batch, ctx)
-            return result
+            return super().step(batch, ctx)
         self.check_batch(batch)
         mclip, mclip_o = self.guidance(batch)
         f = self.forward(batch)
