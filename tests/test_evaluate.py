@@ -92,6 +92,7 @@ def test_with_real_inference_modes():
 
 
 def _eval_worker(rank, world, init_file, out_file):
+    torch.set_num_threads(1)  # a forked child cannot reuse the parent's OpenMP pool
     dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank,
                             world_size=world)
     try:

@@ -293,6 +293,7 @@ def test_mmseg_criterion_uses_the_head_loss():
 
 
 def _ddp_worker(rank, world, init_file, out_file):
+    torch.set_num_threads(1)  # a forked child cannot reuse the parent's OpenMP pool
     import torch.distributed as dist
     dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank,
                             world_size=world)
