@@ -90,7 +90,7 @@ def evaluate(model: nn.Module, loader: DataLoader, cfg: dict,
             acc.update(logits.argmax(dim=1), mask)
     finally:
         net.train(was_training)
-    acc.all_reduce(device if torch.device(device).type == 'cuda' else None)
+    acc.all_reduce()
     miou, per_class = acc.compute()
     logger.info('evaluated %s: mIoU %.2f', mode, miou)
     return {'miou': miou, 'per_class_iou': per_class}

@@ -48,29 +48,37 @@ class IoUAccumulator:
         self._reduced: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def update(self, pred: torch.Tensor, gt: torch.Tensor) -> None:
-        """Add label maps (any matching shapes, e.g. (B,H,W)); 255 in `gt` is ignored."""
+        """Add label maps (any matching shapes, e.g. (B,H,W)); 255 in `gt` is ignored.
+
+        Counts live on the device of the inputs (no per-image host sync on CUDA)."""
         inter, union, target = intersection_and_union(pred, gt, self.num_classes)
-        self.intersection += inter.cpu()
-        self.union += union.cpu()
-        self.target += target.cpu()
+        if self.intersection.device != inter.device:
+            self.intersection = self.intersection.to(inter.device)
+            self.union = self.union.to(inter.device)
+            self.target = self.target.to(inter.device)
+        self.intersection += inter
+        self.union += union
+        self.target += target
         self._reduced = None
 
     def all_reduce(self, device: torch.device | str | None = None) -> 'IoUAccumulator':
         """Sum the counts over all ranks (no-op without torch.distributed); the local counts are
-        kept, so calling it again is safe. NCCL needs `device` = this rank's CUDA device."""
+        kept, so calling it again is safe. `device`: where to reduce (default: where the counts
+        are; with NCCL a rank that saw no image reduces on the current CUDA device)."""
+        packed = torch.stack((self.intersection, self.union))
         if dist.is_available() and dist.is_initialized():
             if device is None:
-                device = 'cuda' if dist.get_backend() == 'nccl' else 'cpu'
-            packed = torch.stack((self.intersection, self.union)).to(device)
+                device = packed.device
+                if dist.get_backend() == 'nccl' and device.type != 'cuda':
+                    device = torch.device('cuda', torch.cuda.current_device())
+            packed = packed.to(device)
             dist.all_reduce(packed, op=dist.ReduceOp.SUM)
-            packed = packed.cpu()
-            self._reduced = (packed[0], packed[1])
-        else:
-            self._reduced = (self.intersection.clone(), self.union.clone())
+        packed = packed.cpu()
+        self._reduced = (packed[0], packed[1])
         return self
 
     def compute(self) -> tuple[float, list[float]]:
         """(mIoU, per-class IoU), percent; uses the all-reduced counts after `all_reduce()`."""
-        inter, union = self._reduced or (self.intersection, self.union)
+        inter, union = self._reduced or (self.intersection.cpu(), self.union.cpu())
         iou = 100.0 * inter.double() / (union.double() + 1e-10)
         return float(iou.mean()), [float(v) for v in iou]
