@@ -121,3 +121,6 @@ def test_optimizer_config_errors():
         build_optimizer(Net(), {})
     with pytest.raises(ValueError, match='unknown optimizer type'):
         build_optimizer(Net(), {'optimizer': {'type': 'Lion', 'lr': 1e-3}})
+    with pytest.raises(ValueError, match='custom_keys'):
+        build_optimizer(Net(), {'optimizer': {'type': 'AdamW', 'lr': 1e-3,
+                                              'paramwise_cfg': {'bias_lr_mult': 2.0}}})

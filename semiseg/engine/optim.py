@@ -100,7 +100,12 @@ def build_optimizer(model: nn.Module, cfg: dict, efficient: bool = False) -> tor
         kwargs = {k: v for k, v in opt_cfg.items() if k not in _NON_OPTIMIZER_KEYS}
         kwargs['lr'] = float(kwargs['lr'])
         base_wd = float(kwargs.get('weight_decay', 0.0))
-        custom = (opt_cfg.get('paramwise_cfg') or {}).get('custom_keys')
+        paramwise = opt_cfg.get('paramwise_cfg') or {}
+        unsupported = set(paramwise) - {'custom_keys'}
+        if unsupported:
+            raise ValueError(f'paramwise_cfg supports only custom_keys (as the release uses); '
+                             f'remove {sorted(unsupported)}')
+        custom = paramwise.get('custom_keys')
         groups = paramwise_groups(model, kwargs['lr'], base_wd, custom)
         groups = merge_groups(groups) if efficient else [
             {k: v for k, v in g.items() if k != 'name'} for g in groups]
