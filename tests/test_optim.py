@@ -124,3 +124,26 @@ def test_optimizer_config_errors():
     with pytest.raises(ValueError, match='custom_keys'):
         build_optimizer(Net(), {'optimizer': {'type': 'AdamW', 'lr': 1e-3,
                                               'paramwise_cfg': {'bias_lr_mult': 2.0}}})
+
+
+def test_exp40_groups_match_the_release_table():
+    """Spec semivl §6.4 table on the real exp-40 model (random init): 372 per-tensor groups."""
+    models = pytest.importorskip('semiseg.models')
+    registry = pytest.importorskip('semiseg.experiments.registry')
+    cfg = dict(registry.get_runs(40)[0])
+    text = nn.functional.normalize(torch.randn(21, 512), dim=1)
+    mcc_text = nn.functional.normalize(torch.randn(98, 512), dim=1)
+    model = models.build_segmentor(cfg, pretrained=False, text_embedding=text,
+                                   mcc_text_embedding=mcc_text)
+    opt = build_optimizer(model, cfg)
+    counts = {}
+    for (name, p), g in zip(model.named_parameters(), opt.param_groups):
+        key = (name.split('.')[0], p.requires_grad, round(g['lr'], 12), g['weight_decay'])
+        counts[key] = counts.get(key, 0) + 1
+    assert counts == {
+        ('backbone', True, 1e-6, 0.01): 49,       # 12 x attn in/out proj weight+bias, pos_embed
+        ('backbone', False, 1e-4, 0.01): 103,     # frozen by 'ftap'
+        ('decode_head', True, 1e-3, 0.01): 68,    # 'head' x10, GN/LN keep full decay
+        ('clip_encoder', False, 1e-4, 0.01): 152,
+    }
+    assert len(build_optimizer(model, cfg, efficient=True).param_groups) == 2
