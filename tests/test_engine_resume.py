@@ -1,5 +1,6 @@
 """Resume after SIGKILL: `python -m semiseg.engine.run`-style subprocess (stand-ins patched in by
-tests/_engine_standins.py), killed -9 once latest.pth exists, re-run to the end. No iteration may
+tests/_engine_standins.py), killed -9 once latest.pth exists, re-run to the end (in-process, through
+the same CLI `main`). No iteration may
 be lost or repeated: the first run's iterations before the checkpoint plus the resumed run's
 iterations are exactly 1..total."""
 from __future__ import annotations
@@ -13,11 +14,13 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 import yaml
 
 import _engine_standins as standins
 from semiseg.engine.checkpoint import load_checkpoint
 
+torch.set_num_threads(1)
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 
@@ -36,7 +39,7 @@ def _iterations(log: str) -> list[int]:
     return [int(i) for i in re.findall(r'Iter (\d+)/18 \|', log)]
 
 
-def test_resume_after_sigkill_loses_and_repeats_no_iteration(tmp_path):
+def test_resume_after_sigkill_loses_and_repeats_no_iteration(tmp_path, monkeypatch):
     cfg = standins.base_config(epochs=3, ckpt_every=4, log_every=1, debug_every_epoch=False, test_sleep=0.15)
     (tmp_path / 'config.yaml').write_text(yaml.safe_dump(cfg, sort_keys=False))
     latest = tmp_path / 'latest.pth'
@@ -56,8 +59,9 @@ def test_resume_after_sigkill_loses_and_repeats_no_iteration(tmp_path):
     assert max(_iterations(first_log)) >= saved
     assert json.loads((tmp_path / 'state.json').read_text())['state'] == 'running'
 
-    done = subprocess.run(_cmd(tmp_path), env=_env(), capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
+    from semiseg.engine.run import main      # the re-run: same CLI, in this process (saves a start-up)
+    standins.install(monkeypatch.setattr)
+    assert main(['--run-dir', str(tmp_path)]) == 0
     results = json.loads((tmp_path / 'results.json').read_text())
     assert results['iters'] == 18 and results['finished'] is True
 
