@@ -27,21 +27,21 @@ def _lines(path):
 def test_layout_counts_and_speed(toy):
     root, cpu_s = toy
     assert cpu_s < 5.0
-    assert len(_lines(root / 'splits' / '16' / 'labeled.txt')) == 16
-    assert len(_lines(root / 'splits' / '16' / 'unlabeled.txt')) == 192
+    assert len(_lines(root / 'splits' / '4' / 'labeled.txt')) == 4
+    assert len(_lines(root / 'splits' / '4' / 'unlabeled.txt')) == 192
     assert len(_lines(root / 'splits' / 'val.txt')) == 48
-    assert len(list((root / 'JPEGImages').glob('*.jpg'))) == 256
-    assert len(list((root / 'SegmentationClass').glob('*.png'))) == 256
+    assert len(list((root / 'JPEGImages').glob('*.jpg'))) == 244
+    assert len(list((root / 'SegmentationClass').glob('*.png'))) == 244
     assert (root / 'classes.txt').read_text().split('\n')[:5] == list(TOY_CLASSES)
-    all_lines = [tuple(x) for f in ('16/labeled.txt', '16/unlabeled.txt', 'val.txt')
+    all_lines = [tuple(x) for f in ('4/labeled.txt', '4/unlabeled.txt', 'val.txt')
                  for x in _lines(root / 'splits' / f)]
-    assert len(set(all_lines)) == 256                      # disjoint splits
+    assert len(set(all_lines)) == 244                      # disjoint splits
 
 
 def test_images_sizes_and_classes(toy):
     root, _ = toy
     sizes = set()
-    for split in ('16/labeled.txt', 'val.txt'):
+    for split in ('4/labeled.txt', 'val.txt'):
         present = set()
         for img_rel, mask_rel in _lines(root / 'splits' / split):
             img, mask = Image.open(root / img_rel), np.array(Image.open(root / mask_rel))
@@ -97,7 +97,7 @@ def test_concurrent_calls(tmp_path):
     for t in threads:
         t.join()
     assert not errors
-    assert len(list((root / 'JPEGImages').glob('*.jpg'))) == 256
+    assert len(list((root / 'JPEGImages').glob('*.jpg'))) == 244
     assert [p.name for p in tmp_path.iterdir()] == ['toy']
 
 
@@ -110,7 +110,7 @@ def test_refuses_foreign_folder(tmp_path):
 
 
 def test_build_datasets_on_toy(toy):
-    cfg = dict(dataset='toy', data_root=str(toy[0]), nclass=5, split='16',
+    cfg = dict(dataset='toy', data_root=str(toy[0]), nclass=5, split='4',
                img_scale=None, scale_ratio_range=(0.5, 2.0), crop_size=64)
     train_l, train_u, val = build_datasets(cfg)
     assert (len(train_l), len(train_u), len(val)) == (192, 192, 48)

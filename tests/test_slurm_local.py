@@ -16,7 +16,7 @@ def test_local_cluster_trains_exp0_in_a_subprocess(tmp_path):
     from semiseg.data.toy import ensure_toy_dataset
     cache = ensure_toy_dataset(Path(tempfile.gettempdir()) / 'semiseg-test-cache' / 'toy')
     toy = shutil.copytree(cache, tmp_path / 'data' / 'toy')
-    for rel, keep in (('splits/16/unlabeled.txt', 8), ('splits/val.txt', 2)):   # 2 iterations, 2 val images
+    for rel, keep in (('splits/4/unlabeled.txt', 8), ('splits/val.txt', 2)):   # 2 iterations, 2 val images
         path = toy / rel
         path.write_text(''.join(path.read_text().splitlines(keepends=True)[:keep]))
     cfg = {**get_runs(0, data_root=str(tmp_path / 'data'))[0], 'device': 'cpu', 'epochs': 1,

@@ -26,7 +26,7 @@ def trimmed_toy(dest: Path, unlabeled: int, val: int) -> Path:
     cache = ensure_toy_dataset(Path(tempfile.gettempdir()) / 'semiseg-test-cache' / 'toy')
     toy = dest / 'toy'
     shutil.copytree(cache, toy)
-    for rel, keep in (('splits/16/unlabeled.txt', unlabeled), ('splits/val.txt', val)):
+    for rel, keep in (('splits/4/unlabeled.txt', unlabeled), ('splits/val.txt', val)):
         path = toy / rel
         path.write_text(''.join(path.read_text().splitlines(keepends=True)[:keep]))
     return dest

@@ -1,16 +1,19 @@
 """The procedural toy dataset of experiment 0: textured shapes on textured backgrounds.
 
-Classes (see `datasets.TOY_CLASSES`): background, disk, square, triangle, ring. Colours and
-textures (flat, noise, stripes, gradients, checkers) are drawn independently of the class, so
-only shape tells the classes apart: learnable by a tiny model in minutes, yet not trivial (rings
-vs disks, small or occluded shapes, JPEG artefacts).
+Classes (see `datasets.TOY_CLASSES`): background, disk, square, triangle, ring. Each shape
+class has its own hue (jittered; two colours of that hue blended by a random texture: flat,
+noise, stripes, gradient, checkers); backgrounds are greyish textures. Colour and shape both
+carry the class, so a tiny model learns it within a CPU minute, yet it is not trivial: the
+strong augmentations (colour jitter, greyscale) break the colour cue, leaving shape (rings vs
+disks, small or occluded shapes cut by the crop, JPEG artefacts).
 
-Layout (VOC-like): `JPEGImages/*.jpg`, `SegmentationClass/*.png`, `splits/16/{labeled,
-unlabeled}.txt` (16 / 192), `splits/val.txt` (48), `classes.txt` and
+Layout (VOC-like): `JPEGImages/*.jpg`, `SegmentationClass/*.png`, `splits/4/{labeled,
+unlabeled}.txt` (4 / 192), `splits/val.txt` (48), `classes.txt` and
 `text_embedding/toy_single.npy` (5×512 float16, L2-normalised rows).
 """
 from __future__ import annotations
 
+import colorsys
 import json
 import logging
 import os
@@ -26,21 +29,35 @@ from semiseg.data.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-TOY_VERSION = 1
+TOY_VERSION = 2
 MARKER = '.semiseg_toy.json'
-N_LABELED, N_UNLABELED, N_VAL = 16, 192, 48
-SPLIT = '16'
+N_LABELED, N_UNLABELED, N_VAL = 4, 192, 48
+SPLIT = '4'
 SIDE_RANGE = (64, 112)   # inclusive range of image height and width
 EMBED_DIM = 512
 
 
 # ----------------------------------------------------------------------------- drawing
-def _texture(yy: np.ndarray, xx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A (..., 3) float image in [0, 1]: two random colours blended by a random pattern.
+CLASS_HUES = (None, 0.0, 0.33, 0.62, 0.14)   # red disks, green squares, blue triangles, yellow rings
+
+
+def _colours(cls: int, rng: np.random.Generator) -> np.ndarray:
+    """Two RGB colours in [0, 1]: greyish for the background (cls 0), else near the class hue."""
+    if cls == 0:
+        hue, sat, val = rng.uniform(0, 1, 2), rng.uniform(0.0, 0.25, 2), rng.uniform(0.2, 0.9, 2)
+    else:
+        hue = CLASS_HUES[cls] + rng.uniform(-0.04, 0.04, 2)
+        sat, val = rng.uniform(0.55, 1.0, 2), rng.uniform(0.55, 1.0, 2)
+    return np.array([colorsys.hsv_to_rgb(h % 1.0, s, v) for h, s, v in zip(hue, sat, val)],
+                    np.float32)
+
+
+def _texture(yy: np.ndarray, xx: np.ndarray, rng: np.random.Generator, cls: int) -> np.ndarray:
+    """A (..., 3) float image in [0, 1]: two colours of class `cls` blended by a random pattern.
 
     `yy`, `xx` are the pixel coordinates (float32, any equal shapes) of the pixels to fill.
     """
-    c1, c2 = rng.uniform(0, 1, size=(2, 3)).astype(np.float32)
+    c1, c2 = _colours(cls, rng)
     kind = rng.integers(0, 4)
     theta = rng.uniform(0, np.pi)
     proj = xx * np.cos(theta) + yy * np.sin(theta)
@@ -87,14 +104,14 @@ def _sample(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """One (uint8 RGB image, uint8 label mask) pair."""
     h, w = (int(v) for v in rng.integers(SIDE_RANGE[0], SIDE_RANGE[1] + 1, size=2))
     yy, xx = (g.astype(np.float32) for g in np.mgrid[0:h, 0:w])
-    img = _texture(yy, xx, rng)
+    img = _texture(yy, xx, rng, 0)
     mask = np.zeros((h, w), np.uint8)
     for _ in range(int(rng.integers(2, 6))):
         cls = int(rng.integers(1, len(TOY_CLASSES)))
         region = _shape_mask(cls, yy, xx, rng)
         if region.sum() < 30:   # mostly outside the image: skip rather than leave a sliver
             continue
-        img[region] = _texture(yy[region], xx[region], rng)
+        img[region] = _texture(yy[region], xx[region], rng, cls)
         mask[region] = cls
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8), mask
 
