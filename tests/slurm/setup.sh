@@ -28,7 +28,11 @@ MEM=$(( $(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo) - 512 ))
 mkdir -p "$STATE"/{ctld,d,logs}
 running() { [ -s "$STATE/$1.pid" ] && kill -0 "$(cat "$STATE/$1.pid")" 2>/dev/null; }
 if running slurmctld && running slurmd && sinfo >/dev/null 2>&1; then
-  echo "local Slurm already running (state in $STATE)"; sinfo; exit 0
+  if [ "$ACCT" != 1 ] || sacct -n >/dev/null 2>&1; then
+    echo "local Slurm already running (state in $STATE)"; sinfo; exit 0
+  fi
+  echo "local Slurm is up but its accounting (sacct) is not: restarting it"
+  bash "$(dirname "$0")/stop.sh"
 fi
 
 # ---------- munge ----------
