@@ -29,7 +29,7 @@ from semiseg.data.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-TOY_VERSION = 2
+TOY_VERSION = 3
 MARKER = '.semiseg_toy.json'
 N_LABELED, N_UNLABELED, N_VAL = 4, 192, 48
 SPLIT = '4'
