@@ -10,7 +10,6 @@ import json
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,6 +40,7 @@ _SKIP = _cluster_up()
 if _SKIP:
     pytest.skip(_SKIP, allow_module_level=True)
 
+from _toy_data import trimmed_toy  # noqa: E402
 from semiseg.experiments.registry import get_runs  # noqa: E402
 from semiseg.launch.job import read_attempts, read_job_record  # noqa: E402
 from semiseg.launch.options import SlurmOptions  # noqa: E402
@@ -48,20 +48,6 @@ from semiseg.launch.rundir import create_run_dir  # noqa: E402
 from semiseg.launch.slurm import SlurmError, submit  # noqa: E402
 from semiseg.launch.status import status_rows  # noqa: E402
 
-
-def trimmed_toy(dest: Path, unlabeled: int, val: int) -> Path:
-    """A copy of the toy dataset with short split lists (fewer iterations per epoch, faster eval).
-
-    The full dataset is generated once per machine into a cache and copied, which is much faster.
-    """
-    from semiseg.data.toy import ensure_toy_dataset
-    cache = ensure_toy_dataset(Path(tempfile.gettempdir()) / 'semiseg-test-cache' / 'toy')
-    toy = dest / 'toy'
-    shutil.copytree(cache, toy)
-    for rel, keep in (('splits/4/unlabeled.txt', unlabeled), ('splits/val.txt', val)):
-        path = toy / rel
-        path.write_text(''.join(path.read_text().splitlines(keepends=True)[:keep]))
-    return dest
 
 # every run: CPU, a state.json line per iteration, no debug panels
 FAST = {'device': 'cpu', 'log_every': 1, 'debug_every_epoch': False}

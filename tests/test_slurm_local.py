@@ -1,10 +1,9 @@
 """submit(cluster='local'): the Slurm job callable in a local submitit subprocess (no Slurm needed)."""
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
+from _toy_data import trimmed_toy
 from semiseg.experiments.registry import get_runs
 from semiseg.launch import slurm
 from semiseg.launch.job import read_attempts, read_job_record
@@ -13,12 +12,7 @@ from semiseg.launch.rundir import create_run_dir
 
 
 def test_local_cluster_trains_exp0_in_a_subprocess(tmp_path):
-    from semiseg.data.toy import ensure_toy_dataset
-    cache = ensure_toy_dataset(Path(tempfile.gettempdir()) / 'semiseg-test-cache' / 'toy')
-    toy = shutil.copytree(cache, tmp_path / 'data' / 'toy')
-    for rel, keep in (('splits/4/unlabeled.txt', 8), ('splits/val.txt', 2)):   # 2 iterations, 2 val images
-        path = toy / rel
-        path.write_text(''.join(path.read_text().splitlines(keepends=True)[:keep]))
+    trimmed_toy(tmp_path / 'data', unlabeled=8, val=2)   # 2 iterations, 2 val images
     cfg = {**get_runs(0, data_root=str(tmp_path / 'data'))[0], 'device': 'cpu', 'epochs': 1,
            'debug_every_epoch': False}
     run_dir = create_run_dir(cfg, tmp_path / 'exp')

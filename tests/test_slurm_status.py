@@ -2,34 +2,18 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 
+from _toy_data import trimmed_toy
 from semiseg.experiments.registry import get_runs
 from semiseg.launch import slurm, status
 from semiseg.launch.job import JOB_FILE, read_attempts, read_job_record
 from semiseg.launch.options import SlurmOptions
 from semiseg.launch.rundir import create_run_dir
 from semiseg.launch.status import classify, format_eta, print_status, status_rows
-
-
-def trimmed_toy(dest: Path, unlabeled: int, val: int) -> Path:
-    """A copy of the toy dataset with short split lists (fewer iterations per epoch, faster eval).
-
-    The full dataset is generated once per machine into a cache and copied, which is much faster.
-    """
-    from semiseg.data.toy import ensure_toy_dataset
-    cache = ensure_toy_dataset(Path(tempfile.gettempdir()) / 'semiseg-test-cache' / 'toy')
-    toy = dest / 'toy'
-    shutil.copytree(cache, toy)
-    for rel, keep in (('splits/4/unlabeled.txt', unlabeled), ('splits/val.txt', val)):
-        path = toy / rel
-        path.write_text(''.join(path.read_text().splitlines(keepends=True)[:keep]))
-    return dest
 
 
 def _write(path: Path, data: dict) -> None:
