@@ -9,7 +9,10 @@ from PIL import Image
 
 from semiseg.data import DataError, build_datasets
 from semiseg.data.datasets import TOY_CLASSES
-from semiseg.data.toy import MARKER, TOY_VERSION, ensure_toy_dataset, toy_text_embedding
+from semiseg.data.toy import (MARKER, N_LABELED, N_UNLABELED, N_VAL, SPLIT, TOY_VERSION,
+                              ensure_toy_dataset, toy_text_embedding)
+
+N_IMAGES = N_LABELED + N_UNLABELED + N_VAL
 
 
 @pytest.fixture(scope='module')
@@ -27,21 +30,22 @@ def _lines(path):
 def test_layout_counts_and_speed(toy):
     root, cpu_s = toy
     assert cpu_s < 5.0
-    assert len(_lines(root / 'splits' / '4' / 'labeled.txt')) == 4
-    assert len(_lines(root / 'splits' / '4' / 'unlabeled.txt')) == 192
-    assert len(_lines(root / 'splits' / 'val.txt')) == 48
-    assert len(list((root / 'JPEGImages').glob('*.jpg'))) == 244
-    assert len(list((root / 'SegmentationClass').glob('*.png'))) == 244
+    assert (N_LABELED, N_UNLABELED, N_VAL, SPLIT) == (16, 180, 48, '16')
+    assert len(_lines(root / 'splits' / SPLIT / 'labeled.txt')) == N_LABELED
+    assert len(_lines(root / 'splits' / SPLIT / 'unlabeled.txt')) == N_UNLABELED
+    assert len(_lines(root / 'splits' / 'val.txt')) == N_VAL
+    assert len(list((root / 'JPEGImages').glob('*.jpg'))) == N_IMAGES
+    assert len(list((root / 'SegmentationClass').glob('*.png'))) == N_IMAGES
     assert (root / 'classes.txt').read_text().split('\n')[:5] == list(TOY_CLASSES)
-    all_lines = [tuple(x) for f in ('4/labeled.txt', '4/unlabeled.txt', 'val.txt')
+    all_lines = [tuple(x) for f in (f'{SPLIT}/labeled.txt', f'{SPLIT}/unlabeled.txt', 'val.txt')
                  for x in _lines(root / 'splits' / f)]
-    assert len(set(all_lines)) == 244                      # disjoint splits
+    assert len(set(all_lines)) == N_IMAGES                 # disjoint splits
 
 
 def test_images_sizes_and_classes(toy):
     root, _ = toy
     sizes = set()
-    for split in ('4/labeled.txt', 'val.txt'):
+    for split in (f'{SPLIT}/labeled.txt', 'val.txt'):
         present = set()
         for img_rel, mask_rel in _lines(root / 'splits' / split):
             img, mask = Image.open(root / img_rel), np.array(Image.open(root / mask_rel))
@@ -97,7 +101,7 @@ def test_concurrent_calls(tmp_path):
     for t in threads:
         t.join()
     assert not errors
-    assert len(list((root / 'JPEGImages').glob('*.jpg'))) == 244
+    assert len(list((root / 'JPEGImages').glob('*.jpg'))) == N_IMAGES
     assert [p.name for p in tmp_path.iterdir()] == ['toy']
 
 
@@ -110,9 +114,9 @@ def test_refuses_foreign_folder(tmp_path):
 
 
 def test_build_datasets_on_toy(toy):
-    cfg = dict(dataset='toy', data_root=str(toy[0]), nclass=5, split='4',
+    cfg = dict(dataset='toy', data_root=str(toy[0]), nclass=5, split=SPLIT,
                img_scale=None, scale_ratio_range=(0.5, 2.0), crop_size=64)
     train_l, train_u, val = build_datasets(cfg)
-    assert (len(train_l), len(train_u), len(val)) == (192, 192, 48)
+    assert (len(train_l), len(train_u), len(val)) == (N_UNLABELED, N_UNLABELED, N_VAL)
     img, mask = train_l[0]
     assert img.shape == (3, 64, 64) and int(mask.max()) <= 255
