@@ -37,12 +37,12 @@ def test_exp0_demo_runs():
     sup, svl, guided = runs
     for cfg in runs:
         assert cfg['dataset'] == 'toy' and cfg['data_root'] == '/data/toy/' and cfg['nclass'] == 5
-        assert cfg['split'] == '4' and cfg['img_scale'] is None and cfg['crop_size'] == 64
+        assert cfg['split'] == '16' and cfg['img_scale'] is None and cfg['crop_size'] == 64
         assert cfg['scale_ratio_range'] == [0.5, 2.0]
         assert cfg['model'] == 'mmseg.vlm-vlg-aspp-s2p2-sk02-ft-tinyvit'
-        assert (cfg['n_gpus'], cfg['n_nodes'], cfg['batch_size'], cfg['epochs']) == (1, 1, 4, 6)
+        assert (cfg['n_gpus'], cfg['n_nodes'], cfg['batch_size'], cfg['epochs']) == (1, 1, 4, 18)
         assert cfg['eval_mode'] == 'sliding_window' and 'stride' not in cfg
-        assert cfg['eval_every_n_epochs'] == 2
+        assert cfg['eval_every_n_epochs'] == 6
         assert cfg['optimizer']['type'] == 'AdamW' and cfg['optimizer']['lr'] == 1e-3
         keys = cfg['optimizer']['paramwise_cfg']['custom_keys']
         assert keys['backbone'] == {'lr_mult': 1.0} and keys['head'] == {'lr_mult': 10.0}
@@ -50,7 +50,7 @@ def test_exp0_demo_runs():
         # engine options come last, after the release's keys
         assert list(cfg)[-2:] == ['num_workers', 'log_every']
         assert (cfg['num_workers'], cfg['log_every']) == (0, 10)
-    assert 'use_fp' not in sup and 'pleval' not in sup and svl['conf_thresh'] == 0.8
+    assert 'use_fp' not in sup and 'pleval' not in sup and svl['conf_thresh'] == 0.95
     assert svl['maskclip_consistency_lambda'] == 0 and svl['clip_encoder'] is None
     assert guided['maskclip_consistency_lambda'] == [0.1, 0] and guided['clip_encoder'] == 'mcvit16'
 

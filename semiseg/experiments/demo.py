@@ -1,20 +1,24 @@
 """Experiment 0: the built-in CPU demo on the procedural toy dataset.
 
-A tiny random-init CLIP-style ViT with a small VLG head, trained for 6 short epochs (48
-iterations each) on 4 labeled and 192 unlabeled images, so one run finishes in a minute or two
-on a laptop CPU and the three methods can be compared end to end.
+A tiny random-init CLIP-style ViT with a small VLG head, trained for 18 short epochs (45
+iterations each) on 16 labeled and 180 unlabeled images, so one run finishes in two to four
+minutes on a laptop CPU and the three methods can be compared end to end.
+
+Why these numbers: with 4 labeled images the supervised start is so weak and so dependent on
+which 4 images were drawn that SemiVL's pseudo-labels drift (it lost to supervised on some
+draws); with 16 it wins on every draw we tried. SemiVL needs the longer schedule: at 6 epochs
+both methods are still at the level supervised training reaches from the labeled images alone.
 """
 from __future__ import annotations
 
 from .params import Experiment
 
 TOY = {
-    'dataset': 'toy', 'split': '4', 'img_scale': None, 'crop_size': 64,
+    'dataset': 'toy', 'split': '16', 'img_scale': None, 'crop_size': 64,
     'model': 'mmseg.vlm-vlg-aspp-s2p2-sk02-ft-tinyvit',
-    'n_gpus': 1, 'n_nodes': 1, 'batch_size': 4, 'epochs': 6,
-    'eval_mode': 'sliding_window', 'eval_every': 2,
+    'n_gpus': 1, 'n_nodes': 1, 'batch_size': 4, 'epochs': 18,
+    'eval_mode': 'sliding_window', 'eval_every': 6,
     'lr': 1e-3, 'backbone_lr_mult': 1.0,   # random init: the backbone trains at the full rate
-    'conf_thresh': 0.8,   # 5 classes, a few short epochs: 0.95 would mask out nearly every pixel
     'criterion': 'CELoss', 'criterion_u': 'CELoss',
     'options': {'num_workers': 0, 'log_every': 10},  # in-process loading; frequent logs
 }
