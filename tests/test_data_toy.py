@@ -120,3 +120,17 @@ def test_build_datasets_on_toy(toy):
     assert (len(train_l), len(train_u), len(val)) == (N_UNLABELED, N_UNLABELED, N_VAL)
     img, mask = train_l[0]
     assert img.shape == (3, 64, 64) and int(mask.max()) <= 255
+
+
+def test_other_draw_is_kept_until_a_seed_is_asked_for(tmp_path, capsys):
+    from semiseg.data.toy import main
+    root = tmp_path / 'toy'
+    assert main([str(root), '--seed', '2']) == 0
+    assert 'seed 2' in capsys.readouterr().out
+    drawn = (root / 'JPEGImages' / 'toy_0000.jpg').read_bytes()
+    ensure_toy_dataset(root)                      # what a run does: use the draw that is there
+    assert json.loads((root / MARKER).read_text()) == {'version': TOY_VERSION, 'seed': 2}
+    assert (root / 'JPEGImages' / 'toy_0000.jpg').read_bytes() == drawn
+    ensure_toy_dataset(root, seed=0)              # an explicit seed replaces the draw
+    assert json.loads((root / MARKER).read_text())['seed'] == 0
+    assert (root / 'JPEGImages' / 'toy_0000.jpg').read_bytes() != drawn

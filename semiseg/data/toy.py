@@ -166,12 +166,20 @@ def _marker(root: Path) -> dict | None:
         return None
 
 
-def _is_current(root: Path, seed: int) -> bool:
-    return _marker(root) == {'version': TOY_VERSION, 'seed': seed}
+def _is_current(root: Path, seed: int | None) -> bool:
+    """The folder holds this toy version, drawn with `seed` (any seed when `seed` is None)."""
+    marker = _marker(root)
+    if not isinstance(marker, dict) or marker.get('version') != TOY_VERSION:
+        return False
+    return seed is None or marker.get('seed') == seed
 
 
-def ensure_toy_dataset(root: str | Path, seed: int = 0) -> Path:
+def ensure_toy_dataset(root: str | Path, seed: int | None = None) -> Path:
     """Generate the toy dataset in `root` unless an up-to-date copy is already there.
+
+    `seed` None accepts whichever draw the folder holds (seed 0 when it has to generate one),
+    so a draw made with `python -m semiseg.data.toy ROOT --seed N` is what runs then train on;
+    an explicit seed replaces a different draw.
 
     Idempotent and safe under concurrency: the data is written to a temporary sibling folder
     and renamed into place; an older toy version is replaced, but a non-empty folder that is
@@ -180,6 +188,7 @@ def ensure_toy_dataset(root: str | Path, seed: int = 0) -> Path:
     root = Path(root).expanduser().absolute()
     if _is_current(root, seed):
         return root
+    seed = 0 if seed is None else seed
     if root.exists() and any(root.iterdir()) and _marker(root) is None:
         raise DataError(f'{root} exists and is not a toy dataset (no {MARKER}); point data_root '
                         'at an empty or new folder for the toy dataset')
@@ -215,3 +224,24 @@ def _install(tmp: Path, root: Path, seed: int) -> None:
             raise DataError(f'could not install the toy dataset into {root}: {err}') from err
     finally:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m semiseg.data.toy ROOT [--seed N]`: (re)generate one draw of the toy dataset."""
+    import argparse
+    parser = argparse.ArgumentParser(
+        prog='python -m semiseg.data.toy', description=main.__doc__.split(': ', 1)[1])
+    parser.add_argument('root', help='dataset folder, e.g. ~/data/toy (the toy data_root of exp 0)')
+    parser.add_argument('--seed', type=int, default=0, help='which draw (default: 0, the demo data)')
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='%(message)s')
+    try:
+        root = ensure_toy_dataset(args.root, args.seed)
+    except DataError as err:
+        parser.exit(2, f'error: {err}\n')
+    print(f'toy dataset (version {TOY_VERSION}, seed {args.seed}) in {root}')
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
