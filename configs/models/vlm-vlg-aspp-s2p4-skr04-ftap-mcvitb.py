@@ -1,16 +1,10 @@
 # SemiVL on Cityscapes (exp 44): the exp-40 model with skips from ViT layer 4 and a ResNet-101-v1c
 # stem + stage 1 (stride 4, 256 channels), spec §4 "skr04". Spatial fine-tuning (attention +
 # pos-embed) of the MaskCLIP ViT-B/16; the ResNet trains fully (lr via conv_encoder lr_mult).
-img_size = 512
+_base_ = './vlm-vlg-aspp-s2p4-sk04-ftap-mcvitb.py'
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(
-    type='VLMSegmentor',
-    finetune='attn_pos',
-    backbone=dict(
-        type='MaskClipVisionTransformer',  # defaults: CLIP ViT-B/16
-        img_size=(512, 512),
-        out_indices=[4, 12],
-        pretrained='pretrained/ViT-B-16.pt'),
+    backbone=dict(out_indices=[4, 12]),
     conv_encoder=dict(
         type='ResNetV1c',
         depth=101,
@@ -23,20 +17,8 @@ model = dict(
         contract_dilation=True,
         init_cfg=dict(type='Pretrained', checkpoint='open-mmlab://resnet101_v1c')),
     decode_head=dict(
-        type='VLGHead',
-        img_size=512,
         num_classes=19,
-        text_in_channels=512,
-        text_channels=128,
-        up_channels=(64, 32),
         skip_in_channels=(768, 256),  # ViT v4, then ResNet stage 1
         skip_channels=(32, 32),
-        skip_from_conv_feat=True,
-        num_layers=2,
-        num_heads=4,
-        channels=128,
-        pool_size=4,
-        conv1_ksize=7,
-        loss_decode=None,
-        align_corners=False),
+        skip_from_conv_feat=True),
 )
