@@ -13,14 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from semiseg.experiments import get_experiment, get_runs, list_experiments
+from semiseg.data.datasets import DATASETS
+from semiseg.experiments import get_experiment, get_runs, list_experiments, with_overrides
 from semiseg.experiments.io import generated_config_dir, save_experiment_configs
-from semiseg.experiments.overrides import OverrideError, apply_overrides, parse_cfg_options
+from semiseg.experiments.overrides import OverrideError, parse_cfg_options
 from semiseg.experiments.registry import UnknownExperiment
 from semiseg.experiments.selection import SPEC_HELP, RunSpecError, parse_run_spec
 from semiseg.launch.local import LaunchError
 from semiseg.launch.options import SlurmOptions, SlurmOptionsError
 from semiseg.launch.rundir import CONFIG_FILE, find_finished, find_resumable, run_dir_path
+from semiseg.methods.registry import METHODS
 
 log = logging.getLogger('semiseg.cli')
 
@@ -49,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--run', help=f'runs to use: {SPEC_HELP}')
     p.add_argument('--list', action='store_true',
                    help='list experiments; with --exp, list the runs of that experiment')
+    p.add_argument('--list-datasets', action='store_true', help='list the built-in datasets and exit')
+    p.add_argument('--list-methods', action='store_true', help='list the training methods and exit')
     p.add_argument('--dry-run', action='store_true',
                    help='write the configs and print the launch command of each run; run nothing')
     p.add_argument('--ngpus', type=int, help="GPUs per run (default: the run's n_gpus)")
@@ -97,6 +101,18 @@ def _print_experiments() -> None:
         print(f'{exp.exp_id:>4}  {len(exp.runs):>3} runs  {exp.description}')
 
 
+def _print_datasets() -> None:
+    print('built-in datasets (a custom dataset: --cfg-options dataset=NAME data_root=PATH, with PATH/classes.txt):')
+    for info in DATASETS.values():
+        splits = ', '.join(info.splits) or '-'
+        print(f'  {info.name:<11} {info.nclass:>4} classes  folder {info.folder + "/":<22} splits {splits}')
+
+
+def _print_methods() -> None:
+    for info in METHODS.values():
+        print(f'  {info.name:<11} {info.description}')
+
+
 def _print_runs(exp_id: int, cfgs: list[dict[str, Any]]) -> None:
     print(f'experiment {exp_id}: {get_experiment(exp_id).description}')
     rows = [('run', 'dataset', 'split', 'method', 'GPUs', 'name')]
@@ -123,7 +139,10 @@ def _select(args: argparse.Namespace) -> Selection:
     else:
         indices = parse_run_spec(args.run, len(all_cfgs), args.exp)
     overrides = parse_cfg_options(args.cfg_options)
-    cfgs = [apply_overrides(all_cfgs[i], overrides) for i in indices]
+    try:
+        cfgs = [with_overrides(all_cfgs[i], overrides, args.data_root) for i in indices]
+    except ValueError as e:   # a value out of range, an unusable custom dataset, ...
+        raise UsageError(str(e)) from None
     return Selection(args.exp, all_cfgs, indices, cfgs)
 
 
@@ -258,6 +277,9 @@ def _launch(decisions: list[Decision], args: argparse.Namespace, slurm: SlurmOpt
 
 def run(args: argparse.Namespace) -> int:
     """Execute parsed arguments; raises UsageError (and friends) on bad input."""
+    if args.list_datasets or args.list_methods:
+        _print_datasets() if args.list_datasets else _print_methods()
+        return 0
     if args.list and args.exp is None:
         _print_experiments()
         return 0
@@ -283,7 +305,8 @@ def run(args: argparse.Namespace) -> int:
     slurm = _slurm_options(args) if args.launcher in ('slurm', 'debug') else None
     decisions = _decide(sel, args)
     cuda, plans = _local_plans(decisions, args.ngpus) if slurm is None else (0, {})
-    paths = save_experiment_configs(sel.exp_id, sel.all_cfgs)
+    changed = [c for i, c in zip(sel.indices, sel.cfgs) if c != sel.all_cfgs[i]]
+    paths = save_experiment_configs(sel.exp_id, sel.all_cfgs + changed)
     print(f'wrote {len(paths)} configs to {generated_config_dir() / f"exp-{sel.exp_id}"}')
     if args.dry_run:
         _dry_run(decisions, args, slurm, plans)

@@ -1,9 +1,9 @@
 """Tiny stand-ins for the engine tests: data, model, method and evaluation honouring the contracts
 of ARCHITECTURE.md §3-§6, small enough that a run of a few epochs takes a second or two.
 
-`install(monkeypatch)` patches the builders the engine imports; run as a script
-(`python tests/_engine_standins.py --run-dir DIR`) it patches them and calls
-`semiseg.engine.run.main`, so the subprocess tests go through the real CLI.
+`PARTS` is the `TrainerParts` to pass to `semiseg.engine.train`; run as a script
+(`python tests/_engine_standins.py --run-dir DIR`) it calls `semiseg.engine.run.main` with them, so
+the subprocess tests go through the real entry point.
 Test-only config keys: `test_nan_at` (iteration whose loss is NaN), `test_sigterm_at`
 (iteration after which the process of rank `test_sigterm_rank`, default 0, sends itself
 SIGTERM), `test_sleep` (seconds per step).
@@ -15,7 +15,6 @@ import random
 import signal
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -70,7 +69,8 @@ class LabeledSet(Dataset):
         return self.nsample
 
     def __getitem__(self, i: int):
-        return _augment(*_image(i % self.n))
+        img, mask = _augment(*_image(i % self.n))
+        return {'img_x': img, 'mask_x': mask}
 
 
 class UnlabeledSet(Dataset):
@@ -87,7 +87,7 @@ class UnlabeledSet(Dataset):
         ignore = torch.zeros(SIZE, SIZE, dtype=torch.int64)
         box1 = (torch.rand(SIZE, SIZE) > 0.5).float()
         box2 = (torch.rand(SIZE, SIZE) > 0.5).float()
-        return img, s1, s2, ignore, box1, box2
+        return {'img_w': img, 'img_s1': s1, 'img_s2': s2, 'ignore': ignore, 'box1': box1, 'box2': box2}
 
 
 class ValSet(Dataset):
@@ -96,12 +96,13 @@ class ValSet(Dataset):
 
     def __getitem__(self, i: int):
         img, mask = _image(5000 + i)
-        return img, mask, f'val_{i}'
+        return {'img': img, 'mask': mask, 'id': f'val_{i}'}
 
 
-def build_datasets(cfg: dict):
+def build_datasets(cfg: dict, method_info):
+    from semiseg.data.build import TrainData
     train_u = UnlabeledSet(24)
-    return LabeledSet(4, len(train_u)), train_u, ValSet()
+    return TrainData(LabeledSet(4, len(train_u)), train_u, UnlabeledSet(24), ValSet())
 
 
 class Info:
@@ -127,7 +128,7 @@ class TinySegmentor(nn.Module):
         return self.decode_head(f)
 
 
-def build_segmentor(cfg: dict, pretrained: bool = True, **kwargs) -> nn.Module:
+def build_model(cfg: dict) -> nn.Module:
     return TinySegmentor(cfg['nclass'])
 
 
@@ -181,7 +182,8 @@ def evaluate(model, loader, cfg, device=None) -> dict:
     model.eval()
     inter = torch.zeros(cfg['nclass'])
     union = torch.zeros(cfg['nclass'])
-    for img, mask, _ in loader:
+    for item in loader:
+        img, mask = item['img'], item['mask']
         pred = model(img.to(device)).argmax(1).cpu()
         for c in range(cfg['nclass']):
             inter[c] += ((pred == c) & (mask == c)).sum()
@@ -191,23 +193,22 @@ def evaluate(model, loader, cfg, device=None) -> dict:
     return {'miou': sum(iou) / len(iou), 'per_class_iou': iou}
 
 
-def install(patch) -> None:
-    """Patch the builders the engine imports at call time; `patch(obj, name, value)` (monkeypatch.setattr)."""
-    import semiseg.data
-    import semiseg.evaluation
-    import semiseg.methods
-    import semiseg.models
+def method_info(name: str):
+    """Registry entry of the stand-in method: every unlabeled and partner view."""
+    from semiseg.methods.registry import UNLABELED_VIEWS, MethodInfo
+    return MethodInfo('standin', 'si', 'tests._engine_standins:StandinMethod', 'stand-in',
+                      unlabeled_views=UNLABELED_VIEWS, partner_views=UNLABELED_VIEWS)
 
-    patch(semiseg.data, 'build_datasets', build_datasets)
-    patch(semiseg.data, 'dataset_info', lambda name, root=None: Info())
-    patch(semiseg.data, 'resolve_data_root', lambda cfg: Path('/nonexistent'))
-    patch(semiseg.models, 'build_segmentor', build_segmentor)
-    patch(semiseg.methods, 'build_method', build_method)
-    patch(semiseg.evaluation, 'evaluate', evaluate)
+
+def parts():
+    """The TrainerParts of the stand-ins (optimizer and schedule are the real ones)."""
+    from semiseg.engine.trainer import TrainerParts
+    return TrainerParts(method_info=method_info, dataset_info=lambda name, root=None: Info(),
+                        build_datasets=build_datasets, build_model=build_model, build_method=build_method,
+                        evaluate=evaluate)
 
 
 if __name__ == '__main__':
     torch.set_num_threads(1)
-    install(setattr)
     from semiseg.engine.run import main
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:], parts=parts()))

@@ -102,7 +102,18 @@ def test_checkpoint_errors(model, tmp_path):
 
 def test_load_into_ddp_like_wrapper(model, tmp_path):
     torch.save({'model': model.state_dict()}, tmp_path / 'c.pth')
-    wrapper = torch.nn.Module()
-    wrapper.module = _fresh(model)
+    wrapper = torch.nn.DataParallel(_fresh(model))   # on the CPU: a plain wrapper with .module
     load_checkpoint(wrapper, tmp_path / 'c.pth')
     assert torch.equal(wrapper.module.backbone.pos_embed, model.backbone.pos_embed)
+
+
+def test_text_free_model_builds_without_text_or_open_clip(monkeypatch, tmp_path):
+    """The DeepLabv3+ ablation's head reads no text: no embedding is looked for, open_clip is not used."""
+    import sys
+    monkeypatch.setitem(sys.modules, 'open_clip', None)           # any import of open_clip fails
+    monkeypatch.setenv('SEMISEG_TEXT_EMBEDDINGS', str(tmp_path / 'none'))
+    monkeypatch.setenv('HOME', str(tmp_path))                      # an empty text-embedding cache
+    model = build_model(41, 2, pretrained=False, data_root=str(tmp_path))
+    assert model.text_embedding is None and not model.has_guidance
+    out = model.eval()(torch.randn(1, 3, 64, 64))
+    assert out.shape == (1, 21, 64, 64)

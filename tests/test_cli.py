@@ -185,16 +185,19 @@ def test_unfinished_folder_is_resumed(env, capsys):
     assert len(_run_dirs(env.root)) == 2 and env.trained[-1][0]['seed'] == 4
 
 
-def test_overrides_go_to_run_folder_not_generated_configs(env):
+def test_overrides_rename_runs_and_their_configs(env):
     assert cli.main(['--exp', '0', '--run', '0-1', '--cfg-options', 'epochs=2', 'optimizer.lr=2e-3',
                      '--data-root', '/datasets']) == 0
-    assert [c['name'] for c, _ in env.trained] == [c['name'] for c in get_runs(0)[:2]]
-    for cfg, run_dir in env.trained:
+    originals = get_runs(0)[:2]
+    for (cfg, run_dir), original in zip(env.trained, originals):
+        assert cfg['name'] != original['name'] and '-ep2_' in cfg['name'] and '_h' in cfg['name']
+        assert run_dir.name.split('_', 1)[1].startswith(cfg['name'])
         stored = load_config(run_dir / 'config.yaml')
         assert stored['epochs'] == 2 and stored['optimizer']['lr'] == 2e-3
         assert stored['data_root'] == '/datasets/toy/'
-    generated = load_config(env.root / 'gen' / 'exp-0' / f'{get_runs(0)[0]["name"]}.yaml')
-    assert generated['epochs'] == get_runs(0)[0]['epochs'] != 2
+        assert load_config(env.root / 'gen' / 'exp-0' / f'{cfg["name"]}.yaml') == stored
+    generated = load_config(env.root / 'gen' / 'exp-0' / f'{originals[0]["name"]}.yaml')
+    assert generated['epochs'] == originals[0]['epochs'] != 2
     assert generated['optimizer']['lr'] != 2e-3 and generated['data_root'] == '/datasets/toy/'
 
 

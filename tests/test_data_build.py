@@ -8,8 +8,10 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from semiseg.data import AugConfig, SemiDataset, build_datasets, seed_worker
+from semiseg.data import AugConfig, SemiDataset, seed_worker
+from semiseg.data.build import build_datasets as build_data
 from semiseg.data.splits import read_split
+from semiseg.methods.registry import METHODS
 
 torch.set_num_threads(1)
 
@@ -24,6 +26,12 @@ def _write(root: Path, name: str, h: int, w: int, mask: np.ndarray | None = None
         mask = rng.integers(0, 3, (h, w), dtype=np.uint8)
     Image.fromarray(mask).save(root / 'gt' / f'{name}.png')
     return f'img/{name}.png gt/{name}.png'
+
+
+def build_datasets(cfg: dict, method: str = 'unimatch'):
+    """(labeled, unlabeled, val) with the views of `method`."""
+    data = build_data(cfg, METHODS[method])
+    return data.labeled, data.unlabeled, data.val
 
 
 def _cfg(root: Path, labeled: list[str], unlabeled: list[str], val: list[str], **aug) -> dict:
@@ -45,18 +53,19 @@ def test_item_formats_and_labeled_repetition(tmp_path):
     assert len(train_u) == 7 and len(train_l) == 7 and len(val) == 2
     assert [e.image for e in train_l.entries] == ['img/l0.png', 'img/l1.png', 'img/l2.png'] * 2 \
         + ['img/l0.png']
-    img, mask = train_l[0]
-    assert img.shape == (3, 32, 32) and img.dtype == torch.float32
-    assert mask.shape == (32, 32) and mask.dtype == torch.int64
+    item = train_l[0]
+    assert list(item) == ['img_x', 'mask_x']
+    assert item['img_x'].shape == (3, 32, 32) and item['img_x'].dtype == torch.float32
+    assert item['mask_x'].shape == (32, 32) and item['mask_x'].dtype == torch.int64
     item = train_u[0]
-    assert len(item) == 6
-    for view in item[:3]:
-        assert view.shape == (3, 32, 32) and view.dtype == torch.float32
-    assert item[3].shape == (32, 32) and item[3].dtype == torch.int64
-    assert set(item[3].unique().tolist()) <= {0, 255}
-    for box in item[4:]:
-        assert box.shape == (32, 32) and box.dtype == torch.float32
-    vimg, vmask, vid = val[1]
+    assert list(item) == ['img_w', 'img_s1', 'img_s2', 'ignore', 'box1', 'box2']
+    for view in ('img_w', 'img_s1', 'img_s2'):
+        assert item[view].shape == (3, 32, 32) and item[view].dtype == torch.float32
+    assert item['ignore'].shape == (32, 32) and item['ignore'].dtype == torch.int64
+    assert set(item['ignore'].unique().tolist()) <= {0, 255}
+    for box in ('box1', 'box2'):
+        assert item[box].shape == (32, 32) and item[box].dtype == torch.float32
+    vimg, vmask, vid = val[1].values()
     assert vimg.shape == (3, 40, 50) and vmask.shape == (40, 50) and vmask.dtype == torch.int64
     assert vid == 'img/l1.png'
 
@@ -78,11 +87,11 @@ def test_padding_markers_labeled_255_unlabeled_ignore(tmp_path):
                                               scale_ratio_range=(1.0, 1.0)))
     for seed in range(4):
         random.seed(seed)
-        _, mask = train_l[0]
+        mask = train_l[0]['mask_x']
         assert (mask == 255).sum() == 32 * 32 - 20 * 24 + 20 * 4
         assert (mask[20:] == 255).all()
         random.seed(seed)
-        img_w, _, _, ignore, _, _ = train_u[0]
+        img_w, ignore = train_u[0]['img_w'], train_u[0]['ignore']
         assert (ignore == 255).sum() == 32 * 32 - 20 * 24
         assert (ignore[20:] == 255).all() and (ignore[:20][ignore[:20] != 255] == 0).all()
         # padded image pixels are 0 before normalisation
@@ -93,7 +102,7 @@ def test_padding_markers_labeled_255_unlabeled_ignore(tmp_path):
 def test_val_resize_image_only_with_img_scale(tmp_path):
     line = _write(tmp_path, 'v', 30, 45)
     _, _, val = build_datasets(_cfg(tmp_path, [line], [line], [line], img_scale=[2048, 512]))
-    img, mask, _ = val[0]
+    img, mask = val[0]['img'], val[0]['mask']
     assert img.shape == (3, 512, 768) and mask.shape == (30, 45)
 
 
@@ -101,7 +110,7 @@ def test_ratio_resize_training_with_img_scale(tmp_path):
     line = _write(tmp_path, 't', 30, 45)
     train_l, _, _ = build_datasets(_cfg(tmp_path, [line], [line], [line],
                                         img_scale=[128, 32], crop_size=24))
-    img, mask = train_l[0]
+    img, mask = train_l[0]['img_x'], train_l[0]['mask_x']
     assert img.shape == (3, 24, 24) and mask.shape == (24, 24)
 
 
@@ -111,7 +120,7 @@ def test_reduce_zero_label_applied_before_transforms(tmp_path):
     _cfg(tmp_path, [line], [line], [line])
     entries = read_split(tmp_path / 'splits' / 'val.txt')
     aug = AugConfig(crop_size=4, reduce_zero_label=True)
-    _, mask, _ = SemiDataset(tmp_path, entries, 'val', aug)[0]
+    mask = SemiDataset(tmp_path, entries, 'val', aug)[0]['mask']
     assert mask[0].tolist() == [255, 0, 1, 255]
     assert AugConfig.from_cfg({'crop_size': 4}, reduce_zero_label=True).reduce_zero_label
 
@@ -124,9 +133,9 @@ def test_same_seed_same_augmentation(tmp_path):
         random.seed(7), np.random.seed(7), torch.manual_seed(7)
         return train_u[1]
     a, b = draw(), draw()
-    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert all(torch.equal(a[k], b[k]) for k in a)
     c = train_u[1]
-    assert not all(torch.equal(x, y) for x, y in zip(a, c))
+    assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
 def test_seed_worker_makes_loader_reproducible(tmp_path):
@@ -139,4 +148,22 @@ def test_seed_worker_makes_loader_reproducible(tmp_path):
         return [b for b in loader]
     first, second = batches(), batches()
     for x, y in zip(first, second):
-        assert all(torch.equal(u, v) for u, v in zip(x, y))
+        assert all(torch.equal(x[k], y[k]) for k in x)
+
+
+def test_only_the_views_a_method_needs_are_built_in_the_release_draw_order(tmp_path):
+    lines = [_write(tmp_path, f'u{i}', 40, 50) for i in range(2)]
+    cfg = _cfg(tmp_path, lines, lines, lines)
+
+    def draw(method):
+        train_l, train_u, _ = build_datasets(cfg, method)
+        random.seed(3), np.random.seed(3), torch.manual_seed(3)
+        return train_u[0] if train_u is not None else train_l[0]
+    full, fixmatch = draw('unimatch'), draw('fixmatch')
+    assert list(fixmatch) == ['img_w', 'img_s1', 'ignore', 'box1']
+    assert all(torch.equal(fixmatch[k], full[k]) for k in fixmatch)   # same draws, fewer views
+    sup_l, sup_u, _ = build_datasets(cfg, 'supervised')
+    assert sup_u is None and list(sup_l[0]) == ['img_x', 'mask_x'] and len(sup_l) == len(lines)
+    strong = SemiDataset(tmp_path, read_split(tmp_path / 'splits' / 'val.txt'), 'train_l', AugConfig(32),
+                         views=('img_x', 'img_x_s', 'mask_x'))[0]
+    assert strong['img_x'].shape == strong['img_x_s'].shape == (3, 32, 32)

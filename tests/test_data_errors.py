@@ -5,9 +5,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from semiseg.data import DATASETS, DataError, build_datasets, dataset_info
-from semiseg.data.datasets import colorize, voc_palette
+from semiseg.data import DATASETS, DataError, dataset_info
+from semiseg.data.build import build_datasets as build_data
 from semiseg.data.splits import read_split
+from semiseg.methods.registry import METHODS
+from semiseg.utils.imaging import colorize, voc_palette
+
+
+def build_datasets(cfg: dict):
+    data = build_data(cfg, METHODS['unimatch'])
+    return data.labeled, data.unlabeled, data.val
 
 
 def _write_sample(root: Path, name: str, size=(40, 30), mask_size=None, mask_mode='L'):
@@ -36,7 +43,7 @@ def _dataset(root: Path, lines=None, val_lines=None, classes=('a', 'b')) -> dict
 def test_valid_custom_dataset_builds(tmp_path):
     train_l, train_u, val = build_datasets(_dataset(tmp_path))
     assert (len(train_l), len(train_u), len(val)) == (3, 3, 2)
-    img, mask, name = val[0]
+    img, mask, name = val[0].values()
     assert img.shape == (3, 30, 40) and mask.shape == (30, 40) and name == 'img/s0.jpg'
 
 

@@ -7,10 +7,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from semiseg.data import DataError, build_datasets
+from semiseg.data import DataError
+from semiseg.data.build import build_datasets
 from semiseg.data.datasets import TOY_CLASSES
-from semiseg.data.toy import (MARKER, N_LABELED, N_UNLABELED, N_VAL, SPLIT, TOY_VERSION,
-                              ensure_toy_dataset, toy_text_embedding)
+from semiseg.data.toy import (
+    MARKER,
+    N_LABELED,
+    N_UNLABELED,
+    N_VAL,
+    SPLIT,
+    TOY_VERSION,
+    ensure_toy_dataset,
+    toy_text_embedding,
+)
+from semiseg.methods.registry import METHODS
 
 N_IMAGES = N_LABELED + N_UNLABELED + N_VAL
 
@@ -116,9 +126,9 @@ def test_refuses_foreign_folder(tmp_path):
 def test_build_datasets_on_toy(toy):
     cfg = dict(dataset='toy', data_root=str(toy[0]), nclass=5, split=SPLIT,
                img_scale=None, scale_ratio_range=(0.5, 2.0), crop_size=64)
-    train_l, train_u, val = build_datasets(cfg)
-    assert (len(train_l), len(train_u), len(val)) == (N_UNLABELED, N_UNLABELED, N_VAL)
-    img, mask = train_l[0]
+    data = build_datasets(cfg, METHODS['unimatch'])
+    assert (len(data.labeled), len(data.unlabeled), len(data.val)) == (N_UNLABELED, N_UNLABELED, N_VAL)
+    img, mask = data.labeled[0]['img_x'], data.labeled[0]['mask_x']
     assert img.shape == (3, 64, 64) and int(mask.max()) <= 255
 
 

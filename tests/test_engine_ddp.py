@@ -10,11 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import _engine_standins as standins
 import torch
 import yaml
 
-import _engine_standins as standins
-from semiseg.engine.checkpoint import load_checkpoint
+from semiseg.engine.checkpoint import read_training_checkpoint
 
 TESTS = Path(__file__).resolve().parent
 
@@ -37,7 +37,7 @@ def test_two_process_training_stops_together(tmp_path):
     assert state['state'] == 'interrupted', first.stderr[-3000:]
     # 24 unlabeled samples over 2 ranks, batch 4 -> 3 iterations per epoch
     assert state['total_iters'] == 6 and state['iteration'] == 5
-    assert load_checkpoint(tmp_path / 'latest.pth')['iteration'] == 5
+    assert read_training_checkpoint(tmp_path / 'latest.pth')['iteration'] == 5
 
     log = (tmp_path / 'train.log').read_text()
     assert 'world size 2' in log and log.count('Iter 5/6 |') == 1     # rank 0 alone writes the log
@@ -45,6 +45,6 @@ def test_two_process_training_stops_together(tmp_path):
     assert log.count('MeanIoU') == 1                                  # epoch 0 evaluated across ranks
     assert sorted(p.name for p in (tmp_path / 'debug').iterdir()) == [
         '0000000_0-0.png', '0000000_0-1.png', '0000003_0-0.png', '0000003_0-1.png']
-    weights = load_checkpoint(tmp_path / 'latest.pth')['model']
+    weights = read_training_checkpoint(tmp_path / 'latest.pth')['model']
     assert all(torch.isfinite(v).all() for v in weights.values())
     assert not any(k.startswith('module.') for k in weights)

@@ -11,23 +11,30 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
+from semiseg.data.build import TrainData
 from semiseg.engine import checkpoint as ckpt
 from semiseg.engine import debug_panels, signals
 from semiseg.engine.loaders import ResumableSampler, build_train_loaders, plan_iterations
+from semiseg.utils.imaging import colorize
 
 
 class _Ids(Dataset):
-    """Item = (index, a random draw): shows which id was loaded and under which RNG state."""
+    """Item = {prefix+'id': index, ... random draws}: shows which id was loaded under which RNG state."""
 
-    def __init__(self, n: int, views: int = 2) -> None:
-        self.n, self.views = n, views
+    def __init__(self, n: int, prefix: str = 'x') -> None:
+        self.n, self.prefix = n, prefix
 
     def __len__(self) -> int:
         return self.n
 
     def __getitem__(self, i: int):
-        return (torch.tensor(i), torch.tensor(random.random()), torch.rand(1), torch.tensor(np.random.rand()),
-                torch.zeros(1), torch.zeros(1))[:max(self.views, 2)]
+        p = self.prefix
+        return {f'{p}_id': torch.tensor(i), f'{p}_py': torch.tensor(random.random()), f'{p}_torch': torch.rand(1),
+                f'{p}_np': torch.tensor(np.random.rand())}
+
+
+def _data(labeled, unlabeled=None, partner=None):
+    return TrainData(labeled, unlabeled, partner, val=None)
 
 
 def test_plan_iterations_follows_the_release():
@@ -57,29 +64,30 @@ def test_resumable_sampler_skips_exactly_the_done_samples():
 
 
 def test_partner_batch_has_the_same_ids_with_independent_augmentation():
-    loaders = build_train_loaders(_Ids(12), _Ids(12, views=6), batch_size=4, seed=0, world_size=1, rank=0,
-                                  num_workers=0, pin_memory=False)
+    loaders = build_train_loaders(_data(_Ids(12), _Ids(12, 'u'), _Ids(12, 'u')), batch_size=4, seed=0,
+                                  world_size=1, rank=0, num_workers=0, pin_memory=False)
     assert loaders.iters_per_epoch == 3
-    triples = list(loaders.start_epoch(1))
-    assert len(triples) == 3
-    for _, u, o in triples:
-        assert torch.equal(u[0], o[0])                 # same image ids
-        assert not torch.equal(u[1], o[1])             # python RNG differs
-        assert not torch.equal(u[2], o[2])             # torch RNG differs
+    batches = list(loaders.start_epoch(1))
+    assert len(batches) == 3
+    for b in batches:
+        assert set(b) == {'x_id', 'x_py', 'x_torch', 'x_np', 'u_id', 'u_py', 'u_torch', 'u_np',
+                          'u_id_o', 'u_py_o', 'u_torch_o', 'u_np_o'}
+        assert torch.equal(b['u_id'], b['u_id_o'])                 # same image ids
+        assert not torch.equal(b['u_py'], b['u_py_o'])             # python RNG differs
+        assert not torch.equal(b['u_torch'], b['u_torch_o'])       # torch RNG differs
     again = list(loaders.start_epoch(1, skip_batches=1))
     assert len(again) == 2
-    for (l1, u1, o1), (l2, u2, o2) in zip(triples[1:], again):   # a resumed epoch sees the same data
-        for a, b in zip((*l1, *u1, *o1), (*l2, *u2, *o2)):
-            assert torch.equal(a, b)
-    assert not torch.equal(list(loaders.start_epoch(2))[0][1][0], triples[0][1][0])
+    for b1, b2 in zip(batches[1:], again):   # a resumed epoch sees the same data
+        assert all(torch.equal(b1[k], b2[k]) for k in b1)
+    assert not torch.equal(list(loaders.start_epoch(2))[0]['u_id'], batches[0]['u_id'])
 
 
 def test_supervised_loaders_iterate_the_labeled_set_alone():
-    loaders = build_train_loaders(_Ids(8), None, batch_size=4, seed=0, world_size=1, rank=0,
+    loaders = build_train_loaders(_data(_Ids(8)), batch_size=4, seed=0, world_size=1, rank=0,
                                   num_workers=0, pin_memory=False)
-    assert [o is None and u is None for _, u, o in loaders.start_epoch(0)] == [True, True]
+    assert [set(b) for b in loaders.start_epoch(0)] == [{'x_id', 'x_py', 'x_torch', 'x_np'}] * 2
     with pytest.raises(ValueError, match='fewer than one batch of 16'):
-        build_train_loaders(_Ids(8), None, batch_size=16, seed=0, world_size=1, rank=0, num_workers=0,
+        build_train_loaders(_data(_Ids(8)), batch_size=16, seed=0, world_size=1, rank=0, num_workers=0,
                             pin_memory=False)
 
 
@@ -111,7 +119,7 @@ def test_debug_panel_grid_matches_the_release_layout(tmp_path):
     image = written[0][1]
     assert image.shape == (800, 800, 3)                 # figsize (2*4, 2*4) inches at 100 dpi
     assert (image.reshape(-1, 3) == (224, 224, 192)).all(1).any()   # the 255 guidance pixels
-    assert debug_panels.colourise(np.array([[0, 255]]), [(1, 2, 3)]).tolist() == [[[1, 2, 3], [255, 255, 255]]]
+    assert colorize(np.array([[0, 255]]), [(1, 2, 3)]).tolist() == [[[1, 2, 3], [255, 255, 255]]]
 
 
 def test_checkpoint_atomic_write_corrupt_file_and_rng(tmp_path):
@@ -120,16 +128,16 @@ def test_checkpoint_atomic_write_corrupt_file_and_rng(tmp_path):
     draws = (random.random(), np.random.rand(), torch.rand(1).item())
     ckpt.save_checkpoint({'model': {'w': torch.ones(2)}, 'iteration': 3, 'rng': rng}, path)
     assert [p.name for p in tmp_path.iterdir()] == ['latest.pth']   # no temp file left
-    state = ckpt.load_checkpoint(path)
+    state = ckpt.read_training_checkpoint(path)
     ckpt.restore_rng(state['rng'])
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == draws
 
     path.write_bytes(path.read_bytes()[:50])            # truncated by a crash during a copy
     with pytest.raises(ckpt.CheckpointError, match='damaged'):
-        ckpt.load_checkpoint(path)
+        ckpt.read_training_checkpoint(path)
     torch.save({'state_dict': {}}, path)
     with pytest.raises(ckpt.CheckpointError, match='not a semiseg training checkpoint'):
-        ckpt.load_checkpoint(path)
+        ckpt.read_training_checkpoint(path)
 
 
 def test_stop_signals_set_the_flag_and_handlers_are_restored():

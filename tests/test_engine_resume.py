@@ -14,11 +14,11 @@ import sys
 import time
 from pathlib import Path
 
+import _engine_standins as standins
 import torch
 import yaml
 
-import _engine_standins as standins
-from semiseg.engine.checkpoint import load_checkpoint
+from semiseg.engine.checkpoint import read_training_checkpoint
 
 torch.set_num_threads(1)
 TESTS = Path(__file__).resolve().parent
@@ -53,15 +53,14 @@ def test_resume_after_sigkill_loses_and_repeats_no_iteration(tmp_path, monkeypat
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
-    saved = load_checkpoint(latest)['iteration']
+    saved = read_training_checkpoint(latest)['iteration']
     first_log = (tmp_path / 'train.log').read_text()
     assert 0 < saved < 18
     assert max(_iterations(first_log)) >= saved
     assert json.loads((tmp_path / 'state.json').read_text())['state'] == 'running'
 
-    from semiseg.engine.run import main      # the re-run: same CLI, in this process (saves a start-up)
-    standins.install(monkeypatch.setattr)
-    assert main(['--run-dir', str(tmp_path)]) == 0
+    from semiseg.engine.run import main  # the re-run: same CLI, in this process (saves a start-up)
+    assert main(['--run-dir', str(tmp_path)], parts=standins.parts()) == 0
     results = json.loads((tmp_path / 'results.json').read_text())
     assert results['iters'] == 18 and results['finished'] is True
 

@@ -6,24 +6,28 @@ import json
 import re
 import signal
 
+import _engine_standins as standins
 import pytest
 import torch
 import yaml
 
-import _engine_standins as standins
-from semiseg.engine import CheckpointError, TrainingFailed, TrainingInterrupted, train
-from semiseg.engine.checkpoint import CHECKPOINT_KEYS, load_checkpoint
+from semiseg.engine import CheckpointError, TrainingFailed, TrainingInterrupted
+from semiseg.engine import train as engine_train
+from semiseg.engine.checkpoint import CHECKPOINT_KEYS, read_training_checkpoint
 
 torch.set_num_threads(1)
 
 
-@pytest.fixture(autouse=True)
-def _standins(monkeypatch):
-    standins.install(monkeypatch.setattr)
+PARTS = standins.parts()
+
+
+def train(cfg, run_dir):
+    """The engine's train with the stand-in parts."""
+    return engine_train(cfg, run_dir, PARTS)
 
 
 def _weights(run_dir):
-    return load_checkpoint(run_dir / 'latest.pth')['model']
+    return read_training_checkpoint(run_dir / 'latest.pth')['model']
 
 
 def _evaluated_epochs(run_dir) -> list[int]:
@@ -58,11 +62,11 @@ def test_short_run_writes_the_run_folder(tmp_path):
 
     assert sorted(p.name for p in (tmp_path / 'debug').iterdir()) == [
         '0000000_0-0.png', '0000000_0-1.png', '0000006_0-0.png', '0000006_0-1.png']
-    latest = load_checkpoint(tmp_path / 'latest.pth')
+    latest = read_training_checkpoint(tmp_path / 'latest.pth')
     assert set(CHECKPOINT_KEYS) <= set(latest)
     assert latest['iteration'] == 12 and latest['epoch'] == 2 and latest['config']['method'] == 'standin'
     assert any(k.startswith('clip_encoder.') for k in latest['model'])   # unwrapped, complete state_dict
-    assert load_checkpoint(tmp_path / 'best.pth')['best_miou'] == pytest.approx(results['best_miou'])
+    assert read_training_checkpoint(tmp_path / 'best.pth')['best_miou'] == pytest.approx(results['best_miou'])
 
     on_disk = json.loads((tmp_path / 'results.json').read_text())
     assert on_disk == results
@@ -78,10 +82,8 @@ def test_short_run_writes_the_run_folder(tmp_path):
 @pytest.fixture(scope='module')
 def reference_run(tmp_path_factory):
     """An uninterrupted 2-epoch run the resumed runs must match bit for bit."""
-    with pytest.MonkeyPatch.context() as mp:
-        standins.install(mp.setattr)
-        run_dir = tmp_path_factory.mktemp('reference')
-        results = train(standins.base_config(debug_every_epoch=False), run_dir)
+    run_dir = tmp_path_factory.mktemp('reference')
+    results = train(standins.base_config(debug_every_epoch=False), run_dir)
     return results, _weights(run_dir)
 
 
@@ -96,7 +98,7 @@ def test_sigterm_saves_latest_and_resume_is_exact(tmp_path, reference_run, stop_
     state = json.loads((tmp_path / 'state.json').read_text())
     assert state['state'] == 'interrupted' and state['iteration'] == stop_at + 1
     assert 'SIGTERM' in state['error']
-    assert load_checkpoint(tmp_path / 'latest.pth')['iteration'] == stop_at + 1
+    assert read_training_checkpoint(tmp_path / 'latest.pth')['iteration'] == stop_at + 1
 
     results = train(standins.base_config(debug_every_epoch=False), tmp_path)
     assert _evaluated_epochs(tmp_path) == [0, 1]      # the pending eval of epoch 0 ran exactly once
@@ -111,13 +113,13 @@ def test_nan_loss_fails_clearly_and_keeps_the_last_good_checkpoint(tmp_path, cap
     (tmp_path / 'config.yaml').write_text(yaml.safe_dump(cfg, sort_keys=False))
     from semiseg.engine.run import main
 
-    assert main(['--run-dir', str(tmp_path)]) == 1
+    assert main(['--run-dir', str(tmp_path)], parts=PARTS) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith('error: non-finite loss at iteration 5 (epoch 0)')
     assert 'loss_s1=nan' in err[0] and 'latest.pth (iteration 4) is kept' in err[0]
     state = json.loads((tmp_path / 'state.json').read_text())
     assert state['state'] == 'failed' and 'iteration 5' in state['error']
-    latest = load_checkpoint(tmp_path / 'latest.pth')
+    latest = read_training_checkpoint(tmp_path / 'latest.pth')
     assert latest['iteration'] == 4
     assert all(torch.isfinite(v).all() for v in latest['model'].values() if v.is_floating_point())
     with pytest.raises(TrainingFailed, match='iteration 5'):   # the same error in-process
@@ -150,4 +152,4 @@ def test_bf16_autocast_and_tuple_configs_train(tmp_path):
     results = train(cfg, tmp_path)
     assert results['iters'] == 6 and 0 <= results['miou'] <= 100
     assert yaml.safe_load((tmp_path / 'config.yaml').read_text())['scale_ratio_range'] == [0.5, 2.0]
-    assert load_checkpoint(tmp_path / 'latest.pth')['config']['precision'] == 'bf16'
+    assert read_training_checkpoint(tmp_path / 'latest.pth')['config']['precision'] == 'bf16'

@@ -1,27 +1,33 @@
 """`python -m semiseg.tools.eval`: our and release-format checkpoints, printed IoUs, saved predictions."""
 from __future__ import annotations
 
+import _engine_standins as standins
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-import _engine_standins as standins
 from semiseg.tools import eval as eval_tool
 
 torch.set_num_threads(1)
 
 
+class _Payload:
+    """Unpickling this would create a marker file: a stand-in for malicious code in a checkpoint."""
+
+    def __reduce__(self):
+        import pathlib
+        return (pathlib.Path.touch, (pathlib.Path(__file__).parent / 'pwned',))
+
+
 @pytest.fixture
 def trained(monkeypatch, tmp_path):
-    import semiseg.evaluation
-    real_evaluate = semiseg.evaluation.evaluate
-    standins.install(monkeypatch.setattr)
-    monkeypatch.setattr(semiseg.evaluation, 'evaluate', real_evaluate)   # the tool's real scoring path
     cfg = standins.base_config()
-    import semiseg.experiments.registry as registry
-    monkeypatch.setattr(registry, 'get_runs', lambda exp, data_root=None: [cfg])
+    # the tool's own dependencies, replaced by the stand-ins (its scoring path stays the real one)
+    monkeypatch.setattr(eval_tool, 'get_runs', lambda exp, data_root=None: [cfg])
     monkeypatch.setattr(eval_tool, 'val_dataset', lambda cfg: standins.ValSet())
+    monkeypatch.setattr(eval_tool, 'dataset_info', lambda name, root=None: standins.Info())
+    monkeypatch.setattr(eval_tool, 'build_segmentor', lambda cfg, pretrained=False: standins.build_model(cfg))
     torch.manual_seed(0)
     model = standins.TinySegmentor(standins.NCLASS)
     ours = tmp_path / 'latest.pth'
@@ -64,5 +70,11 @@ def test_eval_reports_bad_input_in_one_line(trained, tmp_path, capsys):
     assert eval_tool.main(['--exp', '0', '--run', '0', '--checkpoint', str(bad), '--device', 'cpu']) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith('error: cannot read') and 'bad.pth' in err[0]
+    evil = tmp_path / 'evil.pth'
+    torch.save({'model': {}, 'payload': _Payload()}, evil)
+    assert eval_tool.main(['--exp', '0', '--run', '0', '--checkpoint', str(evil), '--device', 'cpu']) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'refusing to load' in err[0] and '--trust-checkpoint' in err[0]
+    assert not (tmp_path / 'pwned').exists()
     assert eval_tool.main(['--exp', '0', '--run', '5', '--checkpoint', str(bad), '--device', 'cpu']) == 1
     assert 'has runs 0..0, not 5' in capsys.readouterr().err

@@ -38,11 +38,11 @@ def make_val(n=5, seed=0):
         img = torch.randn(3, 20 + 3 * i, 25, generator=g)
         mask = label_of(img)
         mask[:2] = 255
-        items.append((img, mask, f'img{i}'))
+        items.append({'img': img, 'mask': mask, 'id': f'img{i}'})
     return items
 
 
-def resize_predict(model, images, mode, crop_size, stride=None, out_size=None):
+def resize_predict(model, images, mode, crop_size, stride=None, out_size=None, size_multiple=None):
     """A stand-in for semiseg.evaluation.inference.predict ('original' + resize)."""
     logits = model(images)
     return F.interpolate(logits, size=out_size) if out_size else logits
@@ -65,7 +65,8 @@ def test_errors_counted_like_the_accumulator_and_mode_restored():
                    predict_fn=resize_predict)
     assert model.training
     ref = IoUAccumulator(NCLASS)
-    for img, mask, _ in make_val():
+    for item in make_val():
+        img, mask = item['img'], item['mask']
         ref.update(ThresholdModel(flip=True)(img[None]).argmax(1)[0], mask)
     assert out['per_class_iou'] == pytest.approx(ref.compute()[1])
     assert out['per_class_iou'][0] == pytest.approx(100.0) and out['miou'] < 50
@@ -111,5 +112,5 @@ def test_distributed_counts_each_image_once(tmp_path):
     single = evaluate(ThresholdModel(flip=True), build_eval_loader(make_val(5), distributed=False),
                       CFG, predict_fn=resize_predict)
     for rank in range(2):
-        out = torch.load(f'{out_file}.{rank}')
+        out = torch.load(f'{out_file}.{rank}', weights_only=True)
         assert out['per_class_iou'] == pytest.approx(single['per_class_iou'])

@@ -1,9 +1,10 @@
-"""Run naming (spec §1.3): the humanizer, the final replacements and each name piece."""
+"""Run naming (google-research/semivl experiments.py): the humanizer, the final replacements, each piece."""
 import dataclasses
 
 import pytest
 
 from semiseg.experiments.naming import finalize_name, humanize, raw_name, run_name
+from semiseg.experiments.config import build_config
 from semiseg.experiments.params import RunParams, make_params
 
 
@@ -29,8 +30,12 @@ def test_final_replacements(raw, final):
     assert finalize_name(raw) == final
 
 
+def _cfg(**overrides):
+    return build_config(make_params(1, overrides), '/data')
+
+
 def _name(**overrides):
-    return run_name(make_params(1, overrides))
+    return run_name(_cfg(**overrides))
 
 
 def test_default_name():
@@ -47,6 +52,7 @@ def test_default_name():
     ({'use_fp': False, 'conf_mode': 'pixelratio', 'conf_thresh': 0.9}, '_svl-nfp-cpr-09-disdrop'),
     ({'method': 'unimatch'}, '_um-095-disdrop-plev_'),
     ({'method': 'supervised'}, '_sup-disdrop_adamw'),
+    ({'method': 'supervised', 'epoch_over': 'unlabeled'}, '_sup-eqit-disdrop_adamw'),
     ({'disable_dropout': False, 'pleval': False}, '_svl-095_adamw'),
     ({'fp_rate': 0.3}, '-plev-fpr03_'),
     ({'maskclip_consistency_lambda': 0.1}, '-plev-mcc01_'),
@@ -73,9 +79,8 @@ def test_fix_resize_pos_only_with_clip_and_other_crop():
 
 
 @pytest.mark.parametrize('overrides', [
-    {'mcc_text': 'single'},                 # an explicit 'single' has no abbreviation
-    {'eval_mode': 'center_crop'},
-    {'method': 'mystery'},
+    {'mcc_text': 'concept9_single'},
+    {'eval_mode': 'magic_window'},
     {'conf_mode': 'nope'},
 ])
 def test_unknown_choices_raise_keyerror(overrides):
@@ -83,8 +88,20 @@ def test_unknown_choices_raise_keyerror(overrides):
         _name(**overrides)
 
 
+def test_unknown_method_lists_the_known_ones():
+    with pytest.raises(ValueError, match='unknown method .mystery.; known methods: supervised, fixmatch'):
+        _name(method='mystery')
+
+
+def test_every_registered_method_has_a_name():
+    from semiseg.methods.registry import METHODS
+    names = {m: _name(method=m) for m in METHODS}
+    assert len(set(names.values())) == len(names)
+    assert '_fm-095-disdrop-plev_' in names['fixmatch'] and '-nfp' not in names['fixmatch']
+
+
 def test_raw_name_keeps_python_reprs():
-    raw = raw_name(make_params(1, {'maskclip_consistency_lambda': [0.1, 0], 'mcc_conf_thresh': 0.9}))
+    raw = raw_name(_cfg(maskclip_consistency_lambda=[0.1, 0], mcc_conf_thresh=0.9))
     assert '-[2048, 512]-512_' in raw and '-mcc[0.1, 0]c0.9' in raw
 
 

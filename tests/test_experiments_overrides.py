@@ -1,7 +1,7 @@
 """`--run` specs and `--cfg-options` overrides."""
 import pytest
 
-from semiseg.experiments import get_runs
+from semiseg.experiments import get_runs, with_overrides
 from semiseg.experiments.overrides import OverrideError, apply_overrides, parse_cfg_options, parse_value
 from semiseg.experiments.selection import RunSpecError, parse_run_spec
 
@@ -36,7 +36,7 @@ def test_parse_value(text, value):
 
 def test_apply_overrides_nested_and_engine_options():
     cfg = get_runs(40)[0]
-    out = apply_overrides(cfg, parse_cfg_options([
+    out, _ = apply_overrides(cfg, parse_cfg_options([
         'epochs=2', 'optimizer.lr=1e-3', 'optimizer.paramwise_cfg.custom_keys.head.lr_mult=5',
         'seed=3', 'precision=bf16', 'maskclip_consistency_lambda=0.2', 'img_scale=null']))
     assert out['epochs'] == 2 and out['optimizer']['lr'] == 1e-3
@@ -48,7 +48,7 @@ def test_apply_overrides_nested_and_engine_options():
 
 def test_engine_option_already_in_config_is_replaced_in_place():
     cfg = get_runs(0)[0]
-    out = apply_overrides(cfg, parse_cfg_options(['num_workers=2']))
+    out, _ = apply_overrides(cfg, parse_cfg_options(['num_workers=2']))
     assert out['num_workers'] == 2 and list(out) == list(cfg)
 
 
@@ -67,10 +67,57 @@ def test_malformed_items(items, message):
     ('lrr=1', "unknown config key 'lrr'; valid keys in the config or the engine options: dataset"),
     ('optimizer.lrr=1', "valid keys under 'optimizer': type, lr, weight_decay, paramwise_cfg"),
     ('optimizer.lr.x=1', 'optimizer.lr is not a mapping'),
-    ('epochs=abc', 'epochs expects a number'),
+    ('epochs=abc', 'epochs expects an integer'),
+    ('epochs=2.5', 'epochs expects an integer'),
     ('use_fp=1', 'use_fp expects true or false'),
-    ('precision=16', 'precision expects a string'),
+    ('precision=true', 'precision expects a string'),
+    ('optimizer.lr=fast', 'optimizer.lr expects a number'),
 ])
 def test_unknown_or_mistyped_keys(item, message):
     with pytest.raises(OverrideError, match=message.replace('(', r'\(').replace(')', r'\)')):
         apply_overrides(get_runs(40)[0], parse_cfg_options([item]))
+
+
+@pytest.mark.parametrize('item,value', [
+    ('split=8', '8'), ("split='8'", '8'), ('split=1_16', '1_16'), ('epochs=2.0', 2),
+    ('optimizer.lr=1e-3', 1e-3), ('optimizer.lr=1', 1.0), ('conf_thresh=1', 1.0),
+])
+def test_values_are_coerced_to_the_type_of_the_key(item, value):
+    out, changed = apply_overrides(get_runs(40)[0], parse_cfg_options([item]))
+    key = item.split('=')[0]
+    node = out
+    for part in key.split('.'):
+        node = node[part]
+    assert node == value and type(node) is type(value) and changed == {key: value}
+
+
+def test_overrides_rename_the_run():
+    base = get_runs(0)[1]
+    split = with_overrides(base, parse_cfg_options(['split=8']))
+    assert split['name'] == base['name'].replace('toy-16-', 'toy-8-')
+    assert with_overrides(base, parse_cfg_options(["split='8'"])) == split
+    # a key the name cannot show exactly gets a stable hash suffix; runtime options do not
+    lr = with_overrides(base, parse_cfg_options(['optimizer.lr=2e-3']))
+    lr2 = with_overrides(base, parse_cfg_options(['optimizer.lr=3e-3']))
+    assert lr['name'] != lr2['name'] and lr['name'].startswith(base['name'].replace('1e-03', '2e-03') + '_h')
+    assert with_overrides(base, parse_cfg_options(['optimizer.lr=2e-3']))['name'] == lr['name']
+    assert with_overrides(base, parse_cfg_options(['num_workers=1', 'device=cpu']))['name'] == base['name']
+    assert with_overrides(base, parse_cfg_options(['seed=1']))['name'] != base['name']
+
+
+def test_custom_dataset_takes_its_class_count_from_classes_txt(tmp_path):
+    (tmp_path / 'classes.txt').write_text('a\nb\nc\n')
+    cfg = with_overrides(get_runs(0)[1], parse_cfg_options(['dataset=mine', f'data_root={tmp_path}', 'split=8']))
+    assert cfg['nclass'] == 3 and cfg['data_root'] == f'{tmp_path}/' and cfg['name'].startswith('mine-8-64_')
+    with pytest.raises(ValueError, match='classes.txt'):
+        with_overrides(get_runs(0)[1], parse_cfg_options(['dataset=mine', f'data_root={tmp_path}/none']))
+
+
+@pytest.mark.parametrize('item,message', [
+    ('epochs=0', 'epochs must be a whole number >= 1'), ('batch_size=0', 'batch_size must be'),
+    ('optimizer.lr=-1', 'learning rate must be a number > 0'), ('precision=fp16', 'precision must be one of'),
+    ('device=tpu', 'device must be one of'), ('conf_thresh=2', 'conf_thresh must be in'),
+])
+def test_out_of_range_values_are_refused(item, message):
+    with pytest.raises(ValueError, match=message):
+        with_overrides(get_runs(0)[1], parse_cfg_options([item]))

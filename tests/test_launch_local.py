@@ -14,8 +14,7 @@ from semiseg.experiments import get_runs
 from semiseg.experiments.io import load_config
 from semiseg.launch import local
 from semiseg.launch.local import LaunchError, LocalPlan, build_torchrun_command, free_port, plan_local
-from semiseg.launch.rundir import (create_run_dir, find_finished, find_resumable, is_finished,
-                                   run_dir_path)
+from semiseg.launch.rundir import create_run_dir, find_finished, find_resumable, is_finished, run_dir_path
 
 
 class FakeInterrupted(Exception):

@@ -4,9 +4,17 @@ import math
 import pytest
 import torch
 
-from semiseg.methods.losses import (CrossEntropy, OhemCrossEntropy, build_criterion,
-                                    confidence_weighted_loss, mcc_enabled, mcc_lambda, mcc_loss,
-                                    mmseg_unsupervised_loss, unsupervised_ce_map)
+from semiseg.methods.losses import (
+    CrossEntropy,
+    OhemCrossEntropy,
+    build_criterion,
+    confidence_weighted_loss,
+    mcc_enabled,
+    mcc_lambda,
+    mcc_loss,
+    mmseg_unsupervised_loss,
+    unsupervised_ce_map,
+)
 
 LOG3 = math.log(3.0)
 
@@ -120,15 +128,25 @@ def test_confidence_weighted_unknown_mode():
         confidence_weighted_loss(loss, conf, ignore, 0.95, 'pixel')
 
 
-def test_mmseg_unsupervised_equals_pixelwise_ce():
+def test_mmseg_unsupervised_loss_uses_unmasked_labels_scaled_by_confidence():
+    """The release feeds the raw argmax pseudo-labels to the head loss (no 255 anywhere) and scales
+    the result by the confident valid fraction; it is not the pixelwise CE of the CELoss path."""
     torch.manual_seed(0)
     pred = torch.randn(2, 4, 3, 3)
     target = torch.randint(0, 4, (2, 3, 3))
     _, conf, ignore = cwl_case()
-    scaled, fraction = mmseg_unsupervised_loss(CrossEntropy(), pred, target, conf, ignore, 0.95)
+    seen = []
+
+    def head_loss(p, t):
+        seen.append(t)
+        return CrossEntropy()(p, t)
+    scaled, fraction = mmseg_unsupervised_loss(head_loss, pred, target, conf, ignore, 0.95)
     assert fraction.item() == pytest.approx(13 / 15)
-    ref = confidence_weighted_loss(unsupervised_ce_map(pred, target), conf, ignore, 0.95)
-    assert scaled.item() == pytest.approx(ref.item(), rel=1e-6)
+    assert torch.equal(seen[0], target)                     # unmasked, padding included
+    mean_ce = unsupervised_ce_map(pred, target).mean()
+    assert scaled.item() == pytest.approx(mean_ce.item() * 13 / 15, rel=1e-6)
+    pixelwise = confidence_weighted_loss(unsupervised_ce_map(pred, target), conf, ignore, 0.95)
+    assert scaled.item() != pytest.approx(pixelwise.item(), rel=1e-3)
 
 
 def test_mcc_reductions():

@@ -4,8 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from semiseg.methods import (METHODS, VISUAL_LAYOUT, StepContext, StepResult, build_method,
-                             unwrap)
+from semiseg.methods import METHODS, VISUAL_LAYOUT, StepContext, StepResult, build_method
+from semiseg.utils.modules import unwrap
 
 NCLASS, B, S = 3, 2, 8
 
@@ -183,11 +183,12 @@ def test_partner_eval_mode_and_forward_order():
     assert model.training
 
 
-def test_mmseg_criterion_u_equals_pixelwise_ce():
-    a = run_step(cfg_for('unimatch', criterion_u='mmseg'), seed=2)[2]
-    b = run_step(cfg_for('unimatch'), seed=2)[2]
+def test_mmseg_criterion_u_differs_from_the_pixelwise_ce():
+    a = run_step(cfg_for('unimatch', criterion_u='mmseg', conf_thresh=0.4), seed=2)[2]
+    b = run_step(cfg_for('unimatch', conf_thresh=0.4), seed=2)[2]
     for k in ('loss_s1', 'loss_s2', 'loss_fp'):
-        assert a.losses[k].item() == pytest.approx(b.losses[k].item(), rel=1e-5)
+        assert b.losses[k].item() > 0
+        assert a.losses[k].item() != pytest.approx(b.losses[k].item(), rel=1e-3)
 
 
 @pytest.mark.parametrize('mode', ['pixelratio', 'pixelavg'])
@@ -286,7 +287,7 @@ def test_mmseg_criterion_uses_the_head_loss():
     # unsupervised terms: head loss x fraction of confident valid pixels
     assert r.losses['loss_fp'].item() == pytest.approx(r.stats['mask_ratio'].item())
     fp_label = model.decode_head.loss_decode.labels[-1]
-    assert (fp_label[make_batch()['ignore'] == 255] == 255).all()
+    assert not (fp_label == 255).any()      # the release passes the unmasked argmax labels
     # CELoss configs never use it
     sup = build_method(cfg_for('supervised'), model)
     assert not isinstance(sup.criterion_l, ConstantHeadLoss)
@@ -320,6 +321,6 @@ def test_semivl_step_under_ddp_keeps_ranks_in_sync(tmp_path):
     out = str(tmp_path / 'w')
     mp.start_processes(_ddp_worker, args=(2, str(tmp_path / 'init'), out), nprocs=2,
                        start_method='fork')
-    w0, w1 = torch.load(f'{out}.0'), torch.load(f'{out}.1')
+    w0, w1 = torch.load(f'{out}.0', weights_only=True), torch.load(f'{out}.1', weights_only=True)
     for k in w0:
         assert torch.allclose(w0[k], w1[k]), k

@@ -37,9 +37,9 @@ def test_shape_mismatch_is_reported():
 
 
 def test_matches_mmseg_iou_metric():
+    from mmengine.structures import PixelData
     from mmseg.evaluation import IoUMetric
     from mmseg.structures import SegDataSample
-    from mmengine.structures import PixelData
 
     K = 6
     g = torch.Generator().manual_seed(0)
@@ -111,6 +111,6 @@ def test_all_reduce_sums_over_ranks(tmp_path):
         for _ in range(rank + 1):
             ref.update(torch.randint(0, 3, (5, 5), generator=g),
                        torch.randint(0, 3, (5, 5), generator=g))
-    miou, per_class = torch.load(tmp_path / 'out.pt')
+    miou, per_class = torch.load(tmp_path / 'out.pt', weights_only=True)
     assert per_class == pytest.approx(ref.compute()[1])
     assert not math.isnan(miou)

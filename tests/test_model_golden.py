@@ -6,9 +6,15 @@ exp-40 run-0 model and compares the plain forward and the MaskCLIP guidance labe
 """
 import pytest
 import torch
-
-from _model_golden_common import (agreement, exp40_run0_cfg, golden, golden_model,
-                                  release_shapes, require_reference, text)
+from _model_golden_common import (
+    agreement,
+    exp40_run0_cfg,
+    golden,
+    golden_model,
+    release_shapes,
+    require_reference,
+    text,
+)
 
 torch.set_num_threads(2)
 
@@ -55,7 +61,8 @@ def test_square_forward_matches_release(model):
 
 def test_concept_groups_are_needed_for_guidance(model):
     """Guards the grouping: a wrong (shifted) grouping must not reproduce the labels."""
-    from semiseg.models.concept_groups import VOC_CONCEPT4_GROUPS
+    from semiseg.data.class_definitions import PASCAL_CONCEPTS_4
+    from semiseg.models.text_embeddings import groups_from_concepts
     assert exp40_run0_cfg()['mcc_text'] == 'concept4_single'
-    assert model.mcc_concept_groups == VOC_CONCEPT4_GROUPS
+    assert model.mcc_concept_groups == groups_from_concepts(PASCAL_CONCEPTS_4)
     assert model.mcc_text_embedding.shape == text('voc12_wbg_concept4_single').shape

@@ -2,8 +2,8 @@
 input and the guidance labels of the whole (non-square: pos-embed resize) image."""
 import pytest
 import torch
-
 from _model_golden_common import agreement, golden, golden_model, require_reference
+
 from semiseg.evaluation.inference import predict
 
 torch.set_num_threads(2)

@@ -3,17 +3,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _model_golden_common import REF, TEXT
 
-from semiseg.models.backbones.maskclip_vit import (MaskClipVisionTransformer,
-                                                   freeze_for_spatial_finetuning,
-                                                   resize_pos_embed)
+from semiseg.models.backbones.maskclip_vit import MaskClipVisionTransformer, freeze_for_spatial_finetuning
 from semiseg.models.builder import UnknownModel, available_models, build_segmentor
-from semiseg.models.concept_groups import (CITYSCAPES_CONCEPT3_GROUPS, VOC_CONCEPT4_GROUPS,
-                                           groups_from_names)
+from semiseg.data.class_definitions import CITYSCAPES_CONCEPTS_3, PASCAL_CONCEPTS_4
+from semiseg.models.text_embeddings import groups_from_concepts
 from semiseg.models.heads.vlg_head import VLGHead
 from semiseg.models.segmentors.vlm import VLMSegmentor, _renorm_imagenet_to_clip
-
-from _model_golden_common import REF, TEXT
+from semiseg.utils.pos_embed import resize_pos_embed
 
 torch.set_num_threads(1)
 
@@ -200,6 +198,10 @@ def test_crop_size_sets_img_size():
     assert m(torch.randn(1, 3, 48, 48)).shape == (1, 5, 48, 48)
 
 
+VOC_CONCEPT4_GROUPS = groups_from_concepts(PASCAL_CONCEPTS_4)
+CITYSCAPES_CONCEPT3_GROUPS = groups_from_concepts(CITYSCAPES_CONCEPTS_3)
+
+
 def test_segmentor_is_registered():
     from mmseg.registry import MODELS
     assert MODELS.get('VLMSegmentor') is VLMSegmentor
@@ -211,7 +213,7 @@ def test_concept_groups_match_release_conceptavg_files():
     """conceptavg rows are the renormalised means of each class's concept rows."""
     assert sum(map(len, VOC_CONCEPT4_GROUPS)) == 98 and len(VOC_CONCEPT4_GROUPS) == 21
     assert sum(map(len, CITYSCAPES_CONCEPT3_GROUPS)) == 54 and len(CITYSCAPES_CONCEPT3_GROUPS) == 19
-    assert groups_from_names([['a', 'b'], ['c']]) == [[0, 1], [2]]
+    assert groups_from_concepts([['a', 'b'], ['c']]) == [[0, 1], [2]]
     for concept, avg, groups in (('voc12_wbg_concept4_single', 'voc12_wbg_conceptavg4_single',
                                   VOC_CONCEPT4_GROUPS),
                                  ('cityscapes_concept3_single', 'cityscapes_conceptavg3_single',

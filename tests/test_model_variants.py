@@ -287,6 +287,7 @@ def test_atm_head_keys_and_unused_parts_frozen():
 
 def test_timm_backbone_loads_local_checkpoint_with_pos_resample(tmp_path):
     import timm
+
     from semiseg.models.backbones.timm_vit import TIMMVisionTransformer
 
     src = timm.create_model('vit_base_patch16_224', pretrained=False, embed_dim=32, depth=12,

@@ -41,13 +41,13 @@ if _SKIP:
     pytest.skip(_SKIP, allow_module_level=True)
 
 from _toy_data import trimmed_toy  # noqa: E402
+
 from semiseg.experiments.registry import get_runs  # noqa: E402
 from semiseg.launch.job import read_attempts, read_job_record  # noqa: E402
 from semiseg.launch.options import SlurmOptions  # noqa: E402
 from semiseg.launch.rundir import create_run_dir  # noqa: E402
 from semiseg.launch.slurm import SlurmError, submit  # noqa: E402
 from semiseg.launch.status import status_rows  # noqa: E402
-
 
 # every run: CPU, a state.json line per iteration, no debug panels
 FAST = {'device': 'cpu', 'log_every': 1, 'debug_every_epoch': False}

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from _toy_data import trimmed_toy
+
 from semiseg.experiments.registry import get_runs
 from semiseg.launch import slurm
 from semiseg.launch.job import read_attempts, read_job_record

@@ -6,8 +6,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from _toy_data import trimmed_toy
+
 from semiseg.experiments.registry import get_runs
 from semiseg.launch import slurm, status
 from semiseg.launch.job import JOB_FILE, read_attempts, read_job_record

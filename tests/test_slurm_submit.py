@@ -9,8 +9,17 @@ import pytest
 from semiseg.experiments.registry import get_runs
 from semiseg.launch import slurm, slurm_defaults
 from semiseg.launch.options import SlurmOptions
-from semiseg.launch.slurm import (PartitionInfo, Resources, SlurmError, check_request, gres_gpu_count,
-                                  parse_extra_sbatch, parse_sinfo, render_sbatch, run_resources)
+from semiseg.launch.slurm import (
+    PartitionInfo,
+    Resources,
+    SlurmError,
+    check_request,
+    gres_gpu_count,
+    parse_extra_sbatch,
+    parse_sinfo,
+    render_sbatch,
+    run_resources,
+)
 
 REFERENCE = Path(__file__).parent / 'reference' / 'exp40_array.sbatch'
 UPDATE_ENV = 'SEMISEG_UPDATE_REFERENCE'

@@ -9,6 +9,7 @@ import torch
 
 from semiseg.data import class_definitions as defs
 from semiseg.models import text_embeddings as T
+from semiseg.models import weights as W
 
 REF = Path(__file__).resolve().parents[1].parent / 'shared' / 'reference' / 'text_embedding'
 
@@ -44,7 +45,7 @@ def isolated(tmp_path, monkeypatch):
     """No user cache, no env overrides: everything under tmp_path."""
     monkeypatch.setenv('HOME', str(tmp_path / 'home'))
     monkeypatch.delenv(T.ENV_DIR, raising=False)
-    monkeypatch.delenv(T.ENV_CLIP, raising=False)
+    monkeypatch.delenv(W.ENV_CLIP, raising=False)
     return tmp_path
 
 
@@ -121,7 +122,7 @@ def test_conceptavg_is_mean_of_raw_concepts(clip_model):
 def test_resolve_computes_caches_and_reuses(isolated, clip_ckpt, monkeypatch):
     cfg = {'dataset': 'pascal', 'nclass': 21, 'data_root': str(isolated / 'voc'),
            'text_embedding_variant': 'single', 'mcc_text': 'concept4_single', 'pl_text': 'same'}
-    monkeypatch.setenv(T.ENV_CLIP, str(clip_ckpt))
+    monkeypatch.setenv(W.ENV_CLIP, str(clip_ckpt))
     text = T.resolve_text_embedding(cfg, 'text')
     mcc = T.resolve_text_embedding(cfg, 'mcc')
     assert text.dtype == torch.float32 and text.shape == (21, 32) and mcc.shape == (98, 32)
@@ -131,7 +132,7 @@ def test_resolve_computes_caches_and_reuses(isolated, clip_ckpt, monkeypatch):
     assert torch.equal(text, torch.from_numpy(np.load(cached / 'voc12_wbg_single.npy')).float())
     assert torch.equal(T.resolve_text_embedding(cfg, 'pl'), text)  # 'same' -> text variant
     # second call reads the cache: works without any CLIP weights
-    monkeypatch.setenv(T.ENV_CLIP, str(isolated / 'does_not_exist.pt'))
+    monkeypatch.setenv(W.ENV_CLIP, str(isolated / 'does_not_exist.pt'))
     assert torch.equal(T.resolve_text_embedding(cfg, 'text'), text)
     assert T.concept_groups(cfg, 'text') is None and len(T.concept_groups(cfg, 'mcc')) == 21
 
@@ -161,7 +162,7 @@ def test_row_count_mismatch_is_reported(isolated):
 
 
 def test_missing_weights_give_instructions(isolated, monkeypatch):
-    monkeypatch.setenv(T.ENV_CLIP, str(isolated / 'nope.pt'))
+    monkeypatch.setenv(W.ENV_CLIP, str(isolated / 'nope.pt'))
     cfg = {'dataset': 'cityscapes', 'nclass': 19, 'data_root': str(isolated / 'cs'),
            'text_embedding_variant': 'single'}
     with pytest.raises(T.TextEmbeddingError) as err:
@@ -174,7 +175,7 @@ def test_custom_dataset_names_from_classes_txt(isolated, clip_ckpt, monkeypatch)
     root = isolated / 'custom'
     root.mkdir()
     (root / 'classes.txt').write_text('background\nwidget\ngadget\n')
-    monkeypatch.setenv(T.ENV_CLIP, str(clip_ckpt))
+    monkeypatch.setenv(W.ENV_CLIP, str(clip_ckpt))
     cfg = {'dataset': 'gizmo', 'nclass': 3, 'data_root': str(root), 'text_embedding_variant': 'single'}
     emb = T.resolve_text_embedding(cfg)
     assert emb.shape == (3, 32)
@@ -206,15 +207,11 @@ def test_real_clip_reproduces_release_files(dataset, variant):
     assert (ours * theirs).sum(1).min() > 0.999
 
 
-def test_builder_concept_groups_agree_with_class_definitions():
-    """semiseg.models.concept_groups (used by the builder) must equal our definition lists."""
-    cg = pytest.importorskip('semiseg.models.concept_groups')
-    assert cg.VOC_CONCEPT4_NAMES == defs.PASCAL_CONCEPTS_4
-    assert cg.CITYSCAPES_CONCEPT3_NAMES == defs.CITYSCAPES_CONCEPTS_3
-    for dataset, k in (('pascal', 4), ('cityscapes', 3)):
-        stem = f'{T.text_prefix(dataset)}_concept{k}_single'
-        assert cg.concept_groups_for(stem) == T.concept_groups(
-            {'dataset': dataset, 'mcc_text': f'concept{k}_single'}, 'mcc')
+def test_dataset_registry_holds_the_class_definitions():
+    from semiseg.data.datasets import DATASETS
+    assert DATASETS['pascal'].concepts[4] == defs.PASCAL_CONCEPTS_4
+    assert DATASETS['cityscapes'].concepts[3] == defs.CITYSCAPES_CONCEPTS_3
+    assert T.text_prefix('pascal') == 'voc12_wbg' and T.text_prefix('mine') == 'mine'
 
 
 def test_cli_writes_files(tmp_path, clip_ckpt, capsys):

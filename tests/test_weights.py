@@ -8,6 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from semiseg.models import weights as W
+from semiseg.utils.pos_embed import resize_pos_embed
 
 REF = Path(__file__).resolve().parents[1].parent / 'shared' / 'reference'
 torch.set_num_threads(1)  # shared CPU; tiny models are faster on one thread
@@ -164,6 +165,27 @@ def test_clear_errors(tmp_path):
 
 def test_resize_pos_embed_keeps_cls_and_is_identity_at_same_size():
     pe = torch.randn(1, 1 + 14 * 14, 8)
-    assert W.resize_pos_embed(pe, (14, 14)) is pe
-    out = W.resize_pos_embed(pe, (50, 50))
+    assert resize_pos_embed(pe, (14, 14), (14, 14)) is pe
+    out = resize_pos_embed(pe, (14, 14), (50, 50))
     assert out.shape == (1, 2501, 8) and torch.equal(out[:, 0], pe[:, 0])
+
+
+def test_clip_weights_source_precedence(monkeypatch, tmp_path):
+    """Run option > $SEMISEG_CLIP_WEIGHTS > the release's pretrained/ViT-B-16.pt > open_clip's download."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(W.ENV_CLIP, raising=False)
+    assert W.clip_weights_source({}) == 'openai'
+    (tmp_path / 'pretrained').mkdir()
+    (tmp_path / 'pretrained' / 'ViT-B-16.pt').write_bytes(b'x')
+    assert W.clip_weights_source({}) == W.RELEASE_CLIP_PATH
+    monkeypatch.setenv(W.ENV_CLIP, '/env/clip.pt')
+    assert W.clip_weights_source({}) == '/env/clip.pt'
+    assert W.clip_weights_source({'clip_weights': '/run/clip.pt'}) == '/run/clip.pt'
+
+
+def test_missing_clip_weights_error_names_both_ways_out(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, 'open_clip', None)
+    with pytest.raises(Exception) as err:
+        W.openai_clip_state_dict()
+    assert 'clip_weights=PATH' in str(err.value) and W.ENV_CLIP in str(err.value)

@@ -5,4 +5,4 @@ backbone = dict(
     type='MaskClipVisionTransformer',  # defaults: CLIP ViT-B/16
     img_size=(512, 512),
     out_indices=None,
-    pretrained='pretrained/ViT-B-16.pt')
+    pretrained='clip')

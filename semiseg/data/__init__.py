@@ -1,12 +1,22 @@
-"""Data pipeline: split lists -> labeled / unlabeled / val datasets, transforms, toy data.
+"""Data pipeline: the dataset registry, split lists, transforms, datasets with named views, toy data.
 
-Public entry points: `build_datasets(cfg)`, `DataError`, `DATASETS`, `dataset_info`,
-`seed_worker`, and `semiseg.data.toy.ensure_toy_dataset`.
+Light names (`DATASETS`, `DatasetInfo`, `dataset_info`, `DataError`) import without torch; the
+dataset builders load on first use.
 """
-from semiseg.data.build import build_datasets, resolve_data_root, seed_worker
-from semiseg.data.datasets import DATASETS, DatasetInfo, colorize, dataset_info
-from semiseg.data.errors import DataError
-from semiseg.data.semi_dataset import AugConfig, SemiDataset
+from __future__ import annotations
 
-__all__ = ['AugConfig', 'DATASETS', 'DataError', 'DatasetInfo', 'SemiDataset', 'build_datasets',
-           'colorize', 'dataset_info', 'resolve_data_root', 'seed_worker']
+import importlib
+from typing import Any
+
+from semiseg.data.datasets import DATASETS, DatasetInfo, dataset_info, dataset_names
+from semiseg.data.errors import DataError
+
+_LAZY = {'build_datasets': 'build', 'dataset_dir': 'build', 'seed_worker': 'build',
+         'AugConfig': 'semi_dataset', 'SemiDataset': 'semi_dataset'}
+__all__ = ['DATASETS', 'DataError', 'DatasetInfo', 'dataset_info', 'dataset_names', *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f'{__name__}.{_LAZY[name]}'), name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

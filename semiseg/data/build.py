@@ -1,4 +1,4 @@
-"""`build_datasets(cfg)`: the run config's labeled, unlabeled and validation datasets.
+"""`build_datasets(cfg, method)`: the run's training and validation datasets, with the method's views.
 
 Also `seed_worker`, the DataLoader `worker_init_fn` that seeds python's and numpy's global RNGs
 from torch's per-worker seed, so augmentations are reproducible under the engine's seed.
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from semiseg.data.datasets import dataset_info
 from semiseg.data.errors import DataError
 from semiseg.data.semi_dataset import AugConfig, SemiDataset
 from semiseg.data.splits import missing_split_hint, read_split, split_files
+from semiseg.methods.registry import MethodInfo
 
 logger = logging.getLogger(__name__)
 
@@ -31,22 +33,35 @@ def seed_worker(worker_id: int) -> None:
     np.random.seed(seed)
 
 
-def resolve_data_root(cfg: dict) -> Path:
-    """`cfg['data_root']` with `~` expanded."""
+def dataset_dir(cfg: dict) -> Path:
+    """The run's dataset folder, `cfg['data_root']` with `~` expanded."""
     if not cfg.get('data_root'):
         raise DataError('the run config has no data_root; set it to the dataset folder '
                         '(e.g. ~/data/voc/)')
     return Path(str(cfg['data_root'])).expanduser()
 
 
-def build_datasets(cfg: dict) -> tuple[SemiDataset, SemiDataset, SemiDataset]:
-    """(train_l, train_u, val) for a run config; train_l is repeated/truncated to len(train_u).
+@dataclass
+class TrainData:
+    """The datasets of one run. `unlabeled` / `partner` are None for methods that do not use them."""
 
-    The toy dataset is generated on first use. Raises `DataError` for missing or bad split lists,
-    a class count that does not match `nclass`, or missing files among the first entries.
+    labeled: SemiDataset
+    unlabeled: SemiDataset | None
+    partner: SemiDataset | None      # the unlabeled ids again, with the partner views
+    val: SemiDataset
+
+
+def build_datasets(cfg: dict, method: MethodInfo) -> TrainData:
+    """The datasets of a run config, each building only the views `method` reads.
+
+    The labeled list is repeated/truncated to the unlabeled list's length (an epoch is one pass over
+    the unlabeled images), except for labeled-only methods with `epoch_over: labeled` (the
+    release's supervised.py), which iterate over the labeled list alone. The toy dataset is
+    generated on first use. Raises `DataError` for missing or bad split lists, a class count that
+    does not match `nclass`, or missing files among the first entries.
     """
     name = cfg['dataset']
-    root = resolve_data_root(cfg)
+    root = dataset_dir(cfg)
     if name == 'toy':
         from semiseg.data.toy import ensure_toy_dataset
         ensure_toy_dataset(root)  # the dataset is fixed; the run seed only drives augmentation
@@ -58,12 +73,19 @@ def build_datasets(cfg: dict) -> tuple[SemiDataset, SemiDataset, SemiDataset]:
     files = split_files(root, cfg['split'])
     hint = missing_split_hint(name, root)
     labeled = read_split(files['labeled'], hint)
-    unlabeled = read_split(files['unlabeled'], hint)
-    val = read_split(files['val'], hint)
+    val = SemiDataset(root, read_split(files['val'], hint), 'val', aug)
 
-    train_u = SemiDataset(root, unlabeled, 'train_u', aug)
-    train_l = SemiDataset(root, labeled, 'train_l', aug, nsample=len(train_u))
-    valset = SemiDataset(root, val, 'val', aug)
-    logger.info('data %s split %s: %d labeled (repeated to %d), %d unlabeled, %d val', name,
-                cfg['split'], len(labeled), len(train_l), len(train_u), len(valset))
-    return train_l, train_u, valset
+    unlabeled_entries = None
+    if method.uses_unlabeled or cfg.get('epoch_over', 'labeled') == 'unlabeled':
+        unlabeled_entries = read_split(files['unlabeled'], hint)
+    unlabeled = partner = None
+    if method.uses_unlabeled:
+        unlabeled = SemiDataset(root, unlabeled_entries, 'train_u', aug, views=method.unlabeled_views)
+    if method.uses_partner:
+        partner = SemiDataset(root, unlabeled_entries, 'train_u', aug, views=method.partner_views,
+                              check_first=0)
+    nsample = len(unlabeled_entries) if unlabeled_entries is not None else None
+    train_l = SemiDataset(root, labeled, 'train_l', aug, nsample=nsample, views=method.labeled_views)
+    logger.info('data %s split %s: %d labeled (%d per epoch), %s unlabeled, %d val', name, cfg['split'],
+                len(labeled), len(train_l), len(unlabeled) if unlabeled is not None else 'no', len(val))
+    return TrainData(train_l, unlabeled, partner, val)

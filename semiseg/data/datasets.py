@@ -1,34 +1,25 @@
-"""Static facts about each dataset: folder, classes, label handling, text-embedding prefix, palette.
+"""The dataset registry: every fact about a dataset in one `DatasetInfo`.
 
-`DATASETS` holds the built-in datasets; `dataset_info(name, data_root)` also resolves custom
-datasets, whose class names come from `{data_root}/classes.txt` (one name per line) and whose
-optional palette comes from `{data_root}/palette.txt` (one `r g b` line per class).
+Folder, classes (display names, CLIP prompt names, class definitions), label rules, text-embedding
+prefix, palette, official split names and the short name used in run names. Experiments, models,
+text embeddings and split fetching all read it. `DATASETS` holds the built-in datasets;
+`dataset_info(name, data_root)` also resolves a custom dataset: a folder in the same layout with a
+`classes.txt` (one class name per line; the class count comes from it) and optionally a
+`palette.txt` (one `r g b` line per class).
 """
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from semiseg.data.class_definitions import (ADE_CLASS_NAMES, CITYSCAPES_CLASS_NAMES,
-                                            COCO_CLASS_NAMES, PASCAL_CLASS_NAMES)
+from semiseg.data import class_definitions as defs
 from semiseg.data.errors import DataError
+from semiseg.utils.imaging import generated_palette, voc_palette
 
-IGNORE_INDEX = 255      # ignored label id in ground truth (VOC boundaries, padding of train_l)
-UNLABELED_PAD = 254     # padding marker of unlabeled crops; becomes ignore_mask = 255
-
-VOC_CLASSES = tuple(PASCAL_CLASS_NAMES)
-
-CITYSCAPES_CLASSES = tuple(CITYSCAPES_CLASS_NAMES)
-
-COCO_CLASSES = tuple(COCO_CLASS_NAMES)
-
-ADE_CLASSES = tuple(name.strip() for name in ADE_CLASS_NAMES)  # the prompt keeps 'bed '
-
-# The procedural demo dataset of experiment 0 (semiseg.data.toy draws these shapes).
-TOY_CLASSES = ('background', 'disk', 'square', 'triangle', 'ring')
+__all__ = ['DATASETS', 'DatasetInfo', 'dataset_info', 'dataset_names', 'read_class_names']
 
 CITYSCAPES_COLORS = (
     (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153),
@@ -36,75 +27,72 @@ CITYSCAPES_COLORS = (
     (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100),
     (0, 80, 100), (0, 0, 230), (119, 11, 32))
 
-IGNORE_COLOR = (224, 224, 192)  # VOC's colour for label 255, used for every generated palette
-
-
-def voc_palette() -> np.ndarray:
-    """The standard PASCAL VOC colour map (256×3 uint8; 255 -> (224, 224, 192))."""
-    palette = np.zeros((256, 3), dtype=np.uint8)
-    for label in range(256):
-        c, r, g, b = label, 0, 0, 0
-        for shift in range(7, -1, -1):
-            r |= ((c >> 0) & 1) << shift
-            g |= ((c >> 1) & 1) << shift
-            b |= ((c >> 2) & 1) << shift
-            c >>= 3
-        palette[label] = (r, g, b)
-    return palette
-
 
 def cityscapes_palette() -> np.ndarray:
-    """Cityscapes' official train-id colours (256×3 uint8; unused ids and 255 are black)."""
+    """Cityscapes' official train-id colours (256x3 uint8; unused ids and 255 are black)."""
     palette = np.zeros((256, 3), dtype=np.uint8)
     palette[:len(CITYSCAPES_COLORS)] = CITYSCAPES_COLORS
     return palette
 
 
-def generated_palette(nclass: int, key: str) -> np.ndarray:
-    """A deterministic palette of distinct-looking random colours for `nclass` classes.
-
-    Seeded from a hash of `key` so a dataset always gets the same colours on every machine.
-    """
-    seed = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], 'little')
-    rng = np.random.default_rng(seed)
-    palette = np.zeros((256, 3), dtype=np.uint8)
-    palette[:min(nclass, 255)] = rng.integers(0, 256, size=(min(nclass, 255), 3))
-    palette[IGNORE_INDEX] = IGNORE_COLOR
-    return palette
-
-
-def colorize(mask: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """Map an (H, W) label map to an (H, W, 3) uint8 RGB image with a 256-entry palette."""
-    return palette[np.asarray(mask).astype(np.int64) & 255]
-
-
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What the pipeline and the logs need to know about one dataset."""
+    """What the pipeline, the models, the logs and the run names need to know about a dataset."""
 
-    folder: str                   # folder under the data directory: data_root = ~/data/<folder>/
-    nclass: int                   # number of classes the model predicts
-    class_names: tuple[str, ...]  # one name per class id (logs, per-class IoU keys)
-    reduce_zero_label: bool       # ADE: label 0 is 'other' -> 255, ids shift down by one
-    text_prefix: str              # text embeddings are `<text_prefix>_<variant>.npy`
+    name: str                                # the run config's `dataset` value
+    folder: str                              # folder under the data root (~/data/<folder>/)
+    class_names: tuple[str, ...]             # display name per class id (logs, per-class IoU keys)
     palette: np.ndarray = field(repr=False, compare=False)  # (256, 3) uint8 colour per label id
+    reduce_zero_label: bool = False          # ADE: label 0 is 'other' -> 255, ids shift down by one
+    text_prefix: str = ''                    # text embeddings are `<text_prefix>_<variant>.npy`
+    abbrev: str = ''                         # short name in run names (pascal -> voc)
+    splits: tuple[str, ...] = ()             # official split names, in the papers' order
+    prompt_names: tuple[str, ...] = ()       # CLIP prompt strings when they differ from class_names
+    concepts: Mapping[int, list[list[str]]] = field(default_factory=dict, repr=False, compare=False)
+    builtin: bool = True                     # False: read from a folder's classes.txt
 
     def __post_init__(self) -> None:
-        if len(self.class_names) != self.nclass:
-            raise ValueError(f'{self.folder}: {len(self.class_names)} class names for '
-                             f'nclass={self.nclass}')
+        if not self.text_prefix:
+            object.__setattr__(self, 'text_prefix', self.name)
+        if not self.abbrev:
+            object.__setattr__(self, 'abbrev', self.name)
+        if self.prompt_names and len(self.prompt_names) != len(self.class_names):
+            raise ValueError(f'{self.name}: {len(self.prompt_names)} prompt names for '
+                             f'{len(self.class_names)} classes')
+
+    @property
+    def nclass(self) -> int:
+        """Number of classes the model predicts."""
+        return len(self.class_names)
+
+    @property
+    def prompts(self) -> tuple[str, ...]:
+        """The strings whose CLIP text embeddings stand for the classes."""
+        return self.prompt_names or self.class_names
 
 
-DATASETS: dict[str, DatasetInfo] = {
-    'pascal': DatasetInfo('voc', 21, VOC_CLASSES, False, 'voc12_wbg', voc_palette()),
-    'cityscapes': DatasetInfo('cityscapes', 19, CITYSCAPES_CLASSES, False, 'cityscapes',
-                              cityscapes_palette()),
-    'coco': DatasetInfo('coco', 81, COCO_CLASSES, False, 'coco',
-                        generated_palette(81, 'coco')),
-    'ade': DatasetInfo('ADEChallengeData2016', 150, ADE_CLASSES, True, 'ade',
-                       generated_palette(150, 'ade')),
-    'toy': DatasetInfo('toy', len(TOY_CLASSES), TOY_CLASSES, False, 'toy', voc_palette()),
-}
+TOY_CLASSES = ('background', 'disk', 'square', 'triangle', 'ring')  # semiseg.data.toy draws these
+
+DATASETS: dict[str, DatasetInfo] = {d.name: d for d in (
+    DatasetInfo('pascal', 'voc', tuple(defs.PASCAL_CLASS_NAMES), voc_palette(), text_prefix='voc12_wbg',
+                abbrev='voc', splits=('92', '183', '366', '732', '1464', '1_16', '1_8', '1_4', '1_2'),
+                concepts={4: defs.PASCAL_CONCEPTS_4}),
+    DatasetInfo('cityscapes', 'cityscapes', tuple(defs.CITYSCAPES_CLASS_NAMES), cityscapes_palette(),
+                abbrev='cs', splits=('1_30', '1_16', '1_8', '1_4', '1_2'),
+                concepts={3: defs.CITYSCAPES_CONCEPTS_3}),
+    DatasetInfo('coco', 'coco', tuple(defs.COCO_CLASS_NAMES), generated_palette(81, 'coco'),
+                splits=('1_512', '1_256', '1_128', '1_64', '1_32')),
+    DatasetInfo('ade', 'ADEChallengeData2016', tuple(n.strip() for n in defs.ADE_CLASS_NAMES),
+                generated_palette(150, 'ade'), reduce_zero_label=True,
+                splits=('1_128', '1_64', '1_32', '1_16', '1_8'),
+                prompt_names=tuple(defs.ADE_CLASS_NAMES)),   # the release's prompt keeps 'bed '
+    DatasetInfo('toy', 'toy', TOY_CLASSES, voc_palette(), splits=('16',)),
+)}
+
+
+def dataset_names() -> list[str]:
+    """The built-in dataset names (`experiments.py --list-datasets`)."""
+    return list(DATASETS)
 
 
 def _read_lines(path: Path) -> list[tuple[int, str]]:
@@ -124,6 +112,12 @@ def read_class_names(path: Path) -> tuple[str, ...]:
     names = tuple(line for _, line in _read_lines(path))
     if not names:
         raise DataError(f'class list {path} is empty: write one class name per line')
+    seen: dict[str, int] = {}
+    for lineno, name in _read_lines(path):
+        if name in seen:
+            raise DataError(f'{path}:{lineno}: class {name!r} is listed twice (first on line {seen[name]}); '
+                            'every class needs its own name, one per line')
+        seen[name] = lineno
     if len(names) > 255:
         raise DataError(f'class list {path} has {len(names)} classes; at most 254 are supported '
                         '(label ids 254 and 255 are reserved for padding and ignore)')
@@ -163,4 +157,6 @@ def dataset_info(name: str, data_root: str | Path | None = None) -> DatasetInfo:
     palette_file = root / 'palette.txt'
     palette = (read_palette(palette_file, len(names)) if palette_file.is_file()
                else generated_palette(len(names), name))
-    return DatasetInfo(root.name, len(names), names, False, name, palette)
+    splits = tuple(sorted(p.parent.name for p in (root / 'splits').glob('*/labeled.txt')))
+    return DatasetInfo(name, root.name, names, palette, splits=splits, builtin=False)
+

@@ -8,6 +8,7 @@ from PIL import Image, UnidentifiedImageError
 
 from semiseg.data.errors import DataError
 from semiseg.data.splits import SplitEntry
+from semiseg.utils.labels import IGNORE_INDEX
 
 
 def _open(path: Path, kind: str, entry: SplitEntry) -> Image.Image:
@@ -29,9 +30,9 @@ def reduce_zero_label(mask: np.ndarray) -> np.ndarray:
     Label 0 ('other') and the ignore id 255 both end up 255; every class id drops by one.
     """
     out = mask.astype(np.uint8, copy=True)
-    out[out == 0] = 255
+    out[out == 0] = IGNORE_INDEX
     out = out - np.uint8(1)
-    out[out == 254] = 255
+    out[out == IGNORE_INDEX - 1] = IGNORE_INDEX
     return out
 
 

@@ -1,9 +1,14 @@
 """`SemiDataset`: one split list read in one of three modes, with the release's transform order.
 
-- `train_l`: (img float32 (3,S,S), mask int64 (S,S)); padding 255.
-- `train_u`: (img_w, img_s1, img_s2, ignore int64 (S,S), box1 float32 (S,S), box2); padding 254,
-  ignore = 255 exactly where the padding marker 254 survives the transforms.
-- `val`: (img float32 (3,h,w), mask int64 (H,W) at the original size, id = image path).
+Training items are dicts holding only the views the method asked for (names in
+`semiseg/methods/registry.py`):
+- `train_l`: `img_x` float32 (3,S,S), `img_x_s` (the same crop with a strong photometric view,
+  AllSpark), `mask_x` int64 (S,S); padding 255.
+- `train_u`: `img_w`, `img_s1`, `img_s2` float32 (3,S,S), `ignore` int64 (S,S), `box1`, `box2` float32
+  (S,S); padding 254 in the mask, so `ignore` = 255 exactly where the padding survives the transforms.
+- `val`: `img` float32 (3,h,w), `mask` int64 (H,W) at the original size, `id` = the image path.
+Views are drawn in the release's order (s1, box1, s2, box2), so asking for fewer views does not
+change the ones that are built.
 """
 from __future__ import annotations
 
@@ -16,11 +21,14 @@ import torch
 from torch.utils.data import Dataset
 
 from semiseg.data import transforms as tr
-from semiseg.data.datasets import IGNORE_INDEX, UNLABELED_PAD
 from semiseg.data.loading import load_sample
 from semiseg.data.splits import SplitEntry, check_entries
+from semiseg.methods.registry import LABELED_VIEWS, UNLABELED_VIEWS
+from semiseg.utils.labels import IGNORE_INDEX, UNLABELED_PAD
 
 MODES = ('train_l', 'train_u', 'val')
+DEFAULT_VIEWS = {'train_l': ('img_x', 'mask_x'), 'train_u': UNLABELED_VIEWS, 'val': ('img', 'mask', 'id')}
+STRONG_ORDER = ('img_s1', 'box1', 'img_s2', 'box2')   # UniMatch dataset/semi.py draw order
 
 
 @dataclass(frozen=True)
@@ -34,7 +42,7 @@ class AugConfig:
     reduce_zero_label: bool = False              # ADE label shift, applied before any transform
 
     @classmethod
-    def from_cfg(cls, cfg: dict, reduce_zero_label: bool = False) -> 'AugConfig':
+    def from_cfg(cls, cfg: dict, reduce_zero_label: bool = False) -> AugConfig:
         img_scale = cfg.get('img_scale')
         return cls(crop_size=int(cfg['crop_size']),
                    img_scale=tuple(int(v) for v in img_scale) if img_scale else None,
@@ -49,9 +57,15 @@ class SemiDataset(Dataset):
     """Samples of one split list; `nsample` repeats and truncates the list (train_l = |U|)."""
 
     def __init__(self, data_root: str | Path, entries: list[SplitEntry], mode: str,
-                 aug: AugConfig, nsample: int | None = None, check_first: int = 3) -> None:
+                 aug: AugConfig, nsample: int | None = None, check_first: int = 3,
+                 views: tuple[str, ...] | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
+        self.views = tuple(views) if views is not None else DEFAULT_VIEWS[mode]
+        allowed = {'train_l': LABELED_VIEWS, 'train_u': UNLABELED_VIEWS, 'val': DEFAULT_VIEWS['val']}[mode]
+        unknown = [v for v in self.views if v not in allowed]
+        if unknown or not self.views:
+            raise ValueError(f'{mode} views must be a non-empty subset of {allowed}, got {self.views}')
         self.data_root = Path(data_root).expanduser()
         self.mode = mode
         self.aug = aug
@@ -64,16 +78,20 @@ class SemiDataset(Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def __getitem__(self, index: int) -> tuple:
+    def __getitem__(self, index: int) -> dict:
         entry = self.entries[index]
         img, mask = load_sample(self.data_root, entry, self.aug.reduce_zero_label)
         if self.mode == 'val':
             if self.aug.img_scale is not None:
                 img = tr.val_resize(img, self.aug.img_scale)
-            return tr.normalize(img), tr.mask_to_tensor(mask), entry.image
-        return self._train_item(img, mask)
+            return {'img': tr.normalize(img), 'mask': tr.mask_to_tensor(mask), 'id': entry.image}
+        img, mask = self._geometric(img, mask)
+        if self.mode == 'train_l':
+            return self._labeled_views(img, mask)
+        return self._unlabeled_views(img, mask)
 
-    def _train_item(self, img, mask) -> tuple:
+    def _geometric(self, img, mask):
+        """Rescale, pad (255 labeled / 254 unlabeled), random crop, flip."""
         aug = self.aug
         if aug.img_scale is not None:
             img, mask = tr.ratio_rescale(img, mask, aug.img_scale, aug.scale_ratio_range)
@@ -81,17 +99,33 @@ class SemiDataset(Dataset):
             img, mask = tr.long_side_rescale(img, mask, aug.scale_ratio_range)
         pad_value = UNLABELED_PAD if self.mode == 'train_u' else IGNORE_INDEX
         img, mask = tr.pad_and_crop(img, mask, aug.crop_size, pad_value)
-        img, mask = tr.hflip(img, mask, p=0.5)
-        if self.mode == 'train_l':
-            if aug.labeled_photometric_distortion:
-                img = tr.photometric_distortion(img)
-            return tr.normalize(img), tr.mask_to_tensor(mask)
+        return tr.hflip(img, mask, p=0.5)
 
-        img_s1 = tr.strong_view(copy.deepcopy(img))
-        box1 = tr.cutmix_box(aug.crop_size, p=0.5)
-        img_s2 = tr.strong_view(copy.deepcopy(img))
-        box2 = tr.cutmix_box(aug.crop_size, p=0.5)
-        mask_t = tr.mask_to_tensor(mask)
-        ignore = torch.zeros_like(mask_t)
-        ignore[mask_t == UNLABELED_PAD] = IGNORE_INDEX
-        return tr.normalize(img), tr.normalize(img_s1), tr.normalize(img_s2), ignore, box1, box2
+    def _labeled_views(self, img, mask) -> dict:
+        out = {}
+        if 'img_x' in self.views:
+            weak = tr.photometric_distortion(img) if self.aug.labeled_photometric_distortion else img
+            out['img_x'] = tr.normalize(weak)
+        if 'img_x_s' in self.views:   # AllSpark: the strong chain on the labeled crop, no CutMix
+            out['img_x_s'] = tr.normalize(tr.strong_view(copy.deepcopy(img)))
+        if 'mask_x' in self.views:
+            out['mask_x'] = tr.mask_to_tensor(mask)
+        return out
+
+    def _unlabeled_views(self, img, mask) -> dict:
+        out = {}
+        if 'img_w' in self.views:
+            out['img_w'] = tr.normalize(img)
+        needed = [k for k in STRONG_ORDER if k in self.views]
+        last = STRONG_ORDER.index(needed[-1]) if needed else -1
+        for key in STRONG_ORDER[:last + 1]:   # earlier draws happen even when unused: same RNG stream
+            view = (tr.strong_view(copy.deepcopy(img)) if key.startswith('img')
+                    else tr.cutmix_box(self.aug.crop_size, p=0.5))
+            if key in self.views:
+                out[key] = tr.normalize(view) if key.startswith('img') else view
+        if 'ignore' in self.views:
+            mask_t = tr.mask_to_tensor(mask)
+            ignore = torch.zeros_like(mask_t)
+            ignore[mask_t == UNLABELED_PAD] = IGNORE_INDEX
+            out['ignore'] = ignore
+        return {k: out[k] for k in self.views}

@@ -17,8 +17,7 @@ from PIL import Image, ImageFilter, ImageOps
 from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from semiseg.utils.imaging import IMAGENET_MEAN, IMAGENET_STD
 
 
 # ----------------------------------------------------------------------------- rescale

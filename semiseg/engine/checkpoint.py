@@ -6,13 +6,18 @@ checkpoint is plain tensors and Python containers so it loads with `torch.load(w
 from __future__ import annotations
 
 import logging
-import os
 import random
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from semiseg.utils.checkpoint_io import CheckpointError, read_checkpoint
+from semiseg.utils.files import atomic_torch_save, is_temp_file
+
+__all__ = ['BEST', 'CHECKPOINT_KEYS', 'LATEST', 'CheckpointError', 'capture_rng', 'read_training_checkpoint',
+           'remove_stale_temporaries', 'restore_rng', 'save_checkpoint']
 
 logger = logging.getLogger(__name__)
 
@@ -21,43 +26,32 @@ BEST = 'best.pth'
 CHECKPOINT_KEYS = ('model', 'optimizer', 'scheduler', 'scaler', 'epoch', 'iteration', 'best_miou', 'rng', 'config')
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be read or does not fit the run."""
-
-
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write `state` to `path` atomically: a temp file in the same folder, fsync, then os.replace.
-
-    A crash mid-write leaves the previous file untouched.
-    """
-    path = Path(path)
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    try:
-        with open(tmp, 'wb') as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """Write `state` to `path` atomically; a crash mid-write leaves the previous file untouched."""
+    atomic_torch_save(state, path)
 
 
-def load_checkpoint(path: Path, map_location: str | torch.device = 'cpu') -> dict[str, Any]:
+def read_training_checkpoint(path: Path, map_location: str | torch.device = 'cpu') -> dict[str, Any]:
     """Read a checkpoint written by `save_checkpoint`; damaged or foreign files raise CheckpointError."""
     path = Path(path)
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch raises many types for truncated / foreign files
+        state = read_checkpoint(path, map_location)
+    except CheckpointError as e:
         raise CheckpointError(
-            f'cannot read checkpoint {path} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}); '
-            f'the file is damaged (e.g. the job was killed while copying it). Move it away '
-            f'(e.g. `mv {path} {path}.bad`) to restart this run from its previous state or from '
-            f'scratch, or restore a good copy') from e
+            f'{e}. Move it away (e.g. `mv {path} {path}.bad`) to restart this run from its previous '
+            f'state or from scratch, or restore a good copy') from None
     if not isinstance(state, dict) or not {'model', 'iteration'} <= set(state):
         raise CheckpointError(f'{path} is not a semiseg training checkpoint (expected keys '
                               f'{", ".join(CHECKPOINT_KEYS)}); move it away to start the run afresh')
     return state
+
+
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Delete temporary files an interrupted atomic write left in `run_dir`; returns them."""
+    stale = [p for p in Path(run_dir).iterdir() if p.is_file() and is_temp_file(p.name)]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def capture_rng() -> dict[str, Any]:

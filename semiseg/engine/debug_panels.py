@@ -7,8 +7,8 @@ Keys the release layout does not know are drawn in a generic 4-column grid inste
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
@@ -18,10 +18,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from semiseg.methods.base import VISUAL_LAYOUT  # noqa: E402
-
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
-IMAGENET_STD = np.array([0.229, 0.224, 0.225])
-UNKNOWN_COLOUR = (255, 255, 255)
+from semiseg.utils.imaging import colorize, denormalize  # noqa: E402
 
 TITLES = {
     'img_x': 'Image L', 'img_s1': 'Image S1', 'img_s2': 'Image S2', 'img_w': 'Image FP',
@@ -33,21 +30,6 @@ TITLES = {
 RELEASE_LAYOUT: list[list[tuple[str, str] | None]] = [
     [(k, TITLES.get(k, k)) if k else None for k in row] for row in VISUAL_LAYOUT]
 LAYOUT_KEYS = {cell[0] for row in RELEASE_LAYOUT for cell in row if cell is not None}
-
-
-def colourise(labels: np.ndarray, palette: Sequence[Sequence[int]]) -> np.ndarray:
-    """(H,W) ids -> (H,W,3) uint8. Ids outside the palette (e.g. 255 with short palettes) stay white;
-    256-entry VOC palettes map 255 to their own (224,224,192)."""
-    pal = np.full((256, 3), UNKNOWN_COLOUR, dtype=np.uint8)
-    p = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)[:256]
-    pal[:len(p)] = p
-    return pal[np.clip(labels, 0, 255).astype(np.int64)]
-
-
-def denormalise(img: np.ndarray) -> np.ndarray:
-    """(3,H,W) ImageNet-normalised -> (H,W,3) float in [0,1]."""
-    out = img.transpose(1, 2, 0) * IMAGENET_STD + IMAGENET_MEAN
-    return np.clip(out, 0.0, 1.0)
 
 
 def is_image_key(key: str, value: torch.Tensor) -> bool:
@@ -63,10 +45,10 @@ def to_rgb(key: str, value: torch.Tensor, b: int, palette: Sequence[Sequence[int
     t = value[b].detach().cpu()
     if t.dim() == 3 and t.is_floating_point():
         if is_image_key(key, value):
-            return denormalise(t.float().numpy())
-        return colourise(t.float().argmax(0).numpy(), palette)
+            return denormalize(t.float().numpy())
+        return colorize(t.float().argmax(0).numpy(), palette)
     if t.dim() == 2:
-        return colourise(t.long().numpy(), palette)
+        return colorize(t.long().numpy(), palette)
     raise ValueError(f'debug visual {key!r} of shape {tuple(value.shape)} is neither an image (B,3,H,W), '
                      f'logits (B,C,H,W) nor a label map (B,H,W)')
 

@@ -113,7 +113,3 @@ def wrap_model(model: nn.Module, info: DistInfo, device: torch.device) -> nn.Mod
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False,
                                                find_unused_parameters=True)
 
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The bare model inside a DDP wrapper (or the model itself)."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model

@@ -1,7 +1,8 @@
 """Training loaders in the release's arrangement, made exactly resumable.
 
 The release zips (loader_l, loader_u, loader_u): both unlabeled iterators share one sampler, so the
-partner batch holds the same image ids with independent augmentations (spec §6.2, quirk 7).
+partner batch holds the same image ids with independent augmentations (LiheYoung/UniMatch
+`unimatch.py`; the author calls it unintended in issue #85, we keep it for parity).
 Here every sample is augmented under a seed derived from (seed, stream, epoch, index) and the
 sampler order depends only on (seed, epoch); a resumed run therefore skips the finished batches of
 its epoch and sees exactly the batches and augmentations the uninterrupted run would have seen.
@@ -10,8 +11,8 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -79,56 +80,60 @@ class TrainLoaders:
 
     loader_l: DataLoader
     loader_u: DataLoader | None
-    loader_u2: DataLoader | None          # partner stream: same sampler as loader_u
+    loader_p: DataLoader | None           # partner stream: same sampler as loader_u
     samplers: list[ResumableSampler]
     datasets: list[SeededDataset]
     batch_size: int
     iters_per_epoch: int
 
-    def start_epoch(self, epoch: int, skip_batches: int = 0) -> Iterator[tuple]:
-        """Iterator over the epoch's (labeled, unlabeled, partner) batch triples, from `skip_batches` on."""
+    def start_epoch(self, epoch: int, skip_batches: int = 0) -> Iterator[dict]:
+        """The epoch's batches from `skip_batches` on: one dict of the labeled, unlabeled and partner
+        views (partner keys suffixed `_o`), as the datasets named them."""
         for sampler in self.samplers:
             sampler.set_epoch(epoch, skip_batches * self.batch_size)
         for ds in self.datasets:
             ds.set_epoch(epoch)
-        if self.loader_u is None:
-            return ((b, None, None) for b in self.loader_l)
-        if self.loader_u2 is None:
-            return ((b, u, None) for b, u in zip(self.loader_l, self.loader_u))
-        return zip(self.loader_l, self.loader_u, self.loader_u2)
+        streams = [iter(self.loader_l)]
+        streams += [iter(loader) for loader in (self.loader_u, self.loader_p) if loader is not None]
+        for parts in zip(*streams):
+            batch = dict(parts[0])
+            if self.loader_u is not None:
+                batch.update(parts[1])
+            if self.loader_p is not None:
+                batch.update({f'{k}_o': v for k, v in parts[2].items()})
+            yield batch
 
 
-def build_train_loaders(train_l: Dataset, train_u: Dataset | None, batch_size: int, seed: int,
-                        world_size: int, rank: int, num_workers: int, pin_memory: bool,
-                        partner: bool = True) -> TrainLoaders:
+def build_train_loaders(data, batch_size: int, seed: int, world_size: int, rank: int, num_workers: int,
+                        pin_memory: bool) -> TrainLoaders:
     """Loaders as in the release: per-process batch, drop_last, DistributedSampler(seed) each.
 
-    `train_u=None` (supervised) iterates the labeled loader alone; `partner=False` drops the
-    second unlabeled stream (methods without CutMix partner).
+    `data` is `semiseg.data.build.TrainData`; without unlabeled data the labeled loader runs alone;
+    the partner stream (if any) shares the unlabeled sampler, so it holds the same image ids.
     """
     def loader(ds: SeededDataset, sampler: ResumableSampler) -> DataLoader:
         return DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                           pin_memory=pin_memory, drop_last=True)
 
-    ds_l = SeededDataset(train_l, seed, STREAM_LABELED)
+    ds_l = SeededDataset(data.labeled, seed, STREAM_LABELED)
     sampler_l = ResumableSampler(ds_l, world_size, rank, seed)
     loader_l = loader(ds_l, sampler_l)
-    if train_u is None:
+    if data.unlabeled is None:
         ipe = len(loader_l)
-        _check_nonempty(ipe, len(train_l), batch_size, world_size, 'labeled')
+        _check_nonempty(ipe, len(data.labeled), batch_size, world_size, 'labeled')
         return TrainLoaders(loader_l, None, None, [sampler_l], [ds_l], batch_size, ipe)
-    ds_u = SeededDataset(train_u, seed, STREAM_UNLABELED)
+    ds_u = SeededDataset(data.unlabeled, seed, STREAM_UNLABELED)
     sampler_u = ResumableSampler(ds_u, world_size, rank, seed)
     loader_u = loader(ds_u, sampler_u)
     datasets = [ds_l, ds_u]
-    loader_u2 = None
-    if partner:   # same sampler: the partner batch holds the same ids, augmented independently
-        ds_u2 = SeededDataset(train_u, seed, STREAM_PARTNER)
-        loader_u2 = loader(ds_u2, sampler_u)
-        datasets.append(ds_u2)
+    loader_p = None
+    if data.partner is not None:   # same sampler: the partner batch holds the same ids, augmented independently
+        ds_p = SeededDataset(data.partner, seed, STREAM_PARTNER)
+        loader_p = loader(ds_p, sampler_u)
+        datasets.append(ds_p)
     ipe = min(len(loader_l), len(loader_u))
-    _check_nonempty(ipe, len(train_u), batch_size, world_size, 'unlabeled')
-    return TrainLoaders(loader_l, loader_u, loader_u2, [sampler_l, sampler_u], datasets, batch_size, ipe)
+    _check_nonempty(ipe, len(data.unlabeled), batch_size, world_size, 'unlabeled')
+    return TrainLoaders(loader_l, loader_u, loader_p, [sampler_l, sampler_u], datasets, batch_size, ipe)
 
 
 def _check_nonempty(ipe: int, n: int, batch_size: int, world_size: int, what: str) -> None:
@@ -139,7 +144,7 @@ def _check_nonempty(ipe: int, n: int, batch_size: int, world_size: int, what: st
 
 @dataclass
 class IterationPlan:
-    """Spec §6.1 step 6: epochs, iterations per epoch, total and scheduler horizon."""
+    """Epochs, iterations per epoch, total and LR-schedule horizon (semivl `train.py` rules)."""
 
     epochs: int
     iters_per_epoch: int

@@ -1,14 +1,14 @@
 """Run-folder text log, `state.json` / `results.json` writers and a running-mean meter."""
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from semiseg.utils.files import atomic_write_json
 
 LOG_FORMAT = '[%(asctime)s][%(levelname)s] %(message)s'
 PACKAGE_LOGGER = 'semiseg'
@@ -34,18 +34,10 @@ def detach_log(handler: logging.Handler) -> None:
     handler.close()
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON through a temp file + os.replace, so readers never see a half-written file."""
-    path = Path(path)
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    tmp.write_text(json.dumps(data, indent=2) + '\n', encoding='utf-8')
-    os.replace(tmp, path)
-
-
 def write_state(run_dir: Path, state: str, *, iteration: int, total_iters: int, epoch: int,
                 best_miou: float, eta_s: float | None = None, error: str | None = None) -> None:
     """`state.json` (ARCHITECTURE.md §2): what a monitor needs to know about the run right now."""
-    write_json_atomic(Path(run_dir) / 'state.json', {
+    atomic_write_json(Path(run_dir) / 'state.json', {
         'state': state, 'iteration': int(iteration), 'total_iters': int(total_iters), 'epoch': int(epoch),
         'best_miou': float(best_miou), 'eta_s': None if eta_s is None else round(float(eta_s), 1),
         'error': error, 'updated': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
@@ -81,13 +73,6 @@ def plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
     return value
-
-
-def format_duration(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f'{h:d}:{m:02d}:{s:02d}'
 
 
 def count_parameters(model: torch.nn.Module) -> list[str]:

@@ -17,15 +17,11 @@ import logging
 import torch
 from torch import nn
 
+from semiseg.utils.modules import unwrap
+
 logger = logging.getLogger(__name__)
 
 _NON_OPTIMIZER_KEYS = ('type', 'paramwise_cfg')
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        model = model.module
-    return model
 
 
 def sorted_custom_keys(custom_keys: dict) -> list[str]:
@@ -39,7 +35,7 @@ def paramwise_groups(model: nn.Module, base_lr: float, base_wd: float,
     custom_keys = custom_keys or {}
     keys = sorted_custom_keys(custom_keys)
     groups = []
-    for name, param in _unwrap(model).named_parameters():
+    for name, param in unwrap(model).named_parameters():
         lr, wd = base_lr, base_wd
         if param.requires_grad:
             for key in keys:
@@ -68,7 +64,7 @@ def merge_groups(groups: list[dict]) -> list[dict]:
 def _original_groups(model: nn.Module, lr: float, lr_multi: float) -> list[dict]:
     """UniMatch's two groups: backbone at lr, the rest at lr * lr_multi."""
     backbone, rest = [], []
-    for name, param in _unwrap(model).named_parameters():
+    for name, param in unwrap(model).named_parameters():
         (backbone if name.startswith('backbone.') else rest).append(param)
     return [{'params': backbone, 'lr': lr}, {'params': rest, 'lr': lr * lr_multi}]
 

@@ -31,7 +31,8 @@ def read_config(run_dir: Path) -> dict:
     return cfg
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, parts=None) -> int:
+    """Entry point; `parts` (a TrainerParts) replaces the real builders (tests)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--run-dir', required=True, type=Path, help='run folder holding config.yaml')
     args = parser.parse_args(argv)
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = args.run_dir.expanduser()
     try:
         cfg = read_config(run_dir)
-        train(cfg, run_dir)
+        train(cfg, run_dir, parts)
     except TrainingInterrupted as e:
         print(f'interrupted: {e}', file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -12,6 +12,8 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +21,24 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from semiseg.experiments.schema import option
+from semiseg.data.build import build_datasets
+from semiseg.data.datasets import dataset_info
+from semiseg.engine.optim import build_optimizer
+from semiseg.engine.options import option
+from semiseg.engine.schedule import build_scheduler
+from semiseg.evaluation import build_eval_loader, evaluate
+from semiseg.methods import build_method, method_info
+from semiseg.methods.base import StepContext
+from semiseg.models.builder import build_segmentor
+from semiseg.utils.files import atomic_write_json
+from semiseg.utils.modules import unwrap
+from semiseg.utils.timefmt import format_duration
 
 from . import checkpoint as ckpt
 from .debug_panels import save_panels
-from .distributed import (DistInfo, any_rank_true, cleanup_distributed, init_distributed, resolve_device,
-                          unwrap, wrap_model)
+from .distributed import DistInfo, any_rank_true, cleanup_distributed, init_distributed, resolve_device, wrap_model
 from .loaders import IterationPlan, TrainLoaders, build_train_loaders, derive_seed, plan_iterations, seed_all
-from .logging_utils import (MeanMeter, attach_file_log, count_parameters, detach_log, format_duration, plain,
-                            write_json_atomic, write_state)
+from .logging_utils import MeanMeter, attach_file_log, count_parameters, detach_log, plain, write_state
 from .signals import clear_stop, stop_reason, stop_requested, stop_signal_handlers
 from .tensorboard import TensorBoard
 
@@ -44,15 +55,38 @@ class TrainingFailed(RuntimeError):
     """Training cannot continue (e.g. a non-finite loss); latest.pth keeps the last good state."""
 
 
-def train(cfg: dict, run_dir: Path) -> dict:
+@dataclass(frozen=True)
+class TrainerParts:
+    """The builders a run is made of. The defaults are the real ones; tests pass small stand-ins.
+
+    Signatures: `method_info(name) -> MethodInfo`, `dataset_info(name, folder) -> DatasetInfo`,
+    `build_datasets(cfg, method_info) -> TrainData`, `build_model(cfg) -> nn.Module`,
+    `build_method(cfg, model)`, `build_optimizer(model, cfg)`, `build_scheduler(optimizer, cfg,
+    total_iters)`, `build_eval_loader(dataset, distributed, num_workers)`,
+    `evaluate(model, loader, cfg, device) -> {'miou', 'per_class_iou'}`.
+    """
+
+    method_info: Callable = method_info
+    dataset_info: Callable = dataset_info
+    build_datasets: Callable = build_datasets
+    build_model: Callable = build_segmentor
+    build_method: Callable = build_method
+    build_optimizer: Callable = build_optimizer
+    build_scheduler: Callable = build_scheduler
+    build_eval_loader: Callable = build_eval_loader
+    evaluate: Callable = evaluate
+
+
+def train(cfg: dict, run_dir: Path, parts: TrainerParts | None = None) -> dict:
     """Train (or resume) the run `cfg` in `run_dir`; returns the `results.json` content."""
-    return Trainer(cfg, Path(run_dir)).run()
+    return Trainer(cfg, Path(run_dir), parts).run()
 
 
 class Trainer:
     """Holds the run's parts between setup, loop and finish; see `train`."""
 
-    def __init__(self, cfg: dict, run_dir: Path) -> None:
+    def __init__(self, cfg: dict, run_dir: Path, parts: TrainerParts | None = None) -> None:
+        self.parts = parts or TrainerParts()
         self.cfg = plain(cfg)
         self.run_dir = Path(run_dir)
         self.seed = int(option(cfg, 'seed'))
@@ -103,14 +137,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ setup
     def _setup(self) -> None:
-        from semiseg.data import build_datasets, dataset_info, resolve_data_root
-        from semiseg.engine.optim import build_optimizer
-        from semiseg.engine.schedule import build_scheduler
-        from semiseg.evaluation import build_eval_loader
-        from semiseg.methods import build_method
-        from semiseg.models import build_segmentor
-
-        cfg = self.cfg
+        cfg, parts = self.cfg, self.parts
         if self.device.type == 'cuda':
             torch.backends.cudnn.enabled = True
             torch.backends.cudnn.benchmark = True
@@ -126,32 +153,30 @@ class Trainer:
                            'size is per process, so the global batch differs from the config\'s',
                            expected, self.dist.world_size)
 
-        info = dataset_info(cfg['dataset'], resolve_data_root(cfg))
+        info = parts.dataset_info(cfg['dataset'], Path(str(cfg['data_root'])).expanduser())
         self.class_names = list(info.class_names)
         self.palette = info.palette
-        train_l, train_u, val = build_datasets(cfg)
+        data = parts.build_datasets(cfg, parts.method_info(cfg['method']))
 
         seed_all(self.seed)   # same initial weights on every rank (DDP also broadcasts rank 0's)
-        model = build_segmentor(cfg, pretrained=True).to(self.device)
+        model = parts.build_model(cfg).to(self.device)
         for line in count_parameters(model):
             logger.info('%s', line)
         latest = self.run_dir / ckpt.LATEST
-        resume_state = ckpt.load_checkpoint(latest) if latest.exists() else None
+        resume_state = ckpt.read_training_checkpoint(latest) if latest.exists() else None
         if resume_state is not None:
             model.load_state_dict(resume_state['model'])
         self.model = wrap_model(model, self.dist, self.device)
-        self.method = build_method(cfg, self.model)
-        self.optimizer = build_optimizer(self.model, cfg)
+        self.method = parts.build_method(cfg, self.model)
+        self.optimizer = parts.build_optimizer(self.model, cfg)
 
-        needs_u = self.method.needs_unlabeled
         self.loaders: TrainLoaders = build_train_loaders(
-            train_l, train_u if needs_u else None, int(cfg['batch_size']), self.seed,
-            self.dist.world_size, self.dist.rank, int(option(cfg, 'num_workers')),
-            pin_memory=self.device.type == 'cuda', partner=needs_u and self.method.needs_partner)
+            data, int(cfg['batch_size']), self.seed, self.dist.world_size, self.dist.rank,
+            int(option(cfg, 'num_workers')), pin_memory=self.device.type == 'cuda')
         self.plan: IterationPlan = plan_iterations(cfg, self.loaders.iters_per_epoch)
-        self.scheduler = build_scheduler(self.optimizer, cfg, self.plan.total_iters)
-        self.val_loader = build_eval_loader(val, distributed=self.dist.distributed,
-                                            num_workers=int(option(cfg, 'num_workers')))
+        self.scheduler = parts.build_scheduler(self.optimizer, cfg, self.plan.total_iters)
+        self.val_loader = parts.build_eval_loader(data.val, distributed=self.dist.distributed,
+                                                  num_workers=int(option(cfg, 'num_workers')))
         logger.info('%d epochs x %d iterations = %d iterations (LR schedule over %d)', self.plan.epochs,
                     self.plan.iters_per_epoch, self.plan.total_iters, self.plan.scheduler_max_iters)
         if resume_state is not None:
@@ -212,9 +237,9 @@ class Trainer:
         meter = MeanMeter()
         batches = self.loaders.start_epoch(epoch, skip)
         t_last = time.time()
-        for i, triple in enumerate(batches, start=skip):
+        for i, batch in enumerate(batches, start=skip):
             it = epoch * ipe + i
-            batch = self._batch(triple)
+            batch = self._to_device(batch)
             seed_all(derive_seed(self.seed, STREAM_STEP, self.dist.rank, it))
             want_visuals = bool(option(self.cfg, 'debug_every_epoch')) and i == 0 and self.dist.is_main
             result, total = self._step(batch, it, epoch, want_visuals)
@@ -233,16 +258,10 @@ class Trainer:
                 self._interrupt(epoch)
             t_last = time.time()
 
-    def _batch(self, triple: tuple) -> dict[str, torch.Tensor]:
-        """The method's batch dict (ARCHITECTURE.md §5) on the training device."""
-        x, u, o = triple
-        batch = {'img_x': x[0], 'mask_x': x[1]}
-        if u is not None:
-            batch.update(zip(('img_w', 'img_s1', 'img_s2', 'ignore', 'box1', 'box2'), u))
-        if o is not None:
-            batch.update(zip(('img_w_o', 'img_s1_o', 'img_s2_o', 'ignore_o'), o[:4]))
+    def _to_device(self, batch: dict) -> dict:
+        """The batch (named by the data layer) with its tensors on the training device."""
         nb = self.device.type == 'cuda'
-        return {k: v.to(self.device, non_blocking=nb) for k, v in batch.items()}
+        return {k: v.to(self.device, non_blocking=nb) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     def _autocast(self):
         if self.precision == 'bf16':
@@ -250,8 +269,6 @@ class Trainer:
         return contextlib.nullcontext()
 
     def _step(self, batch: dict, it: int, epoch: int, want_visuals: bool):
-        from semiseg.methods import StepContext
-
         ctx = StepContext(iteration=it, total_iters=self.plan.total_iters, epoch=epoch,
                           want_visuals=want_visuals, max_visuals=int(option(self.cfg, 'max_debug_images')))
         with self._autocast():
@@ -285,7 +302,7 @@ class Trainer:
     @staticmethod
     def _saved_iteration(path: Path) -> Any:
         try:
-            return ckpt.load_checkpoint(path)['iteration']
+            return ckpt.read_training_checkpoint(path)['iteration']
         except ckpt.CheckpointError:
             return 'unknown'
 
@@ -321,7 +338,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation / checkpoints
     def _should_eval(self, epoch: int) -> bool:
-        """Spec §6.6: after epoch e when e % eval_every == 0 (epoch 0 included) or e is the last."""
+        """As semivl `train.py`: after epoch e when e % eval_every == 0 (epoch 0 included) or e is the last."""
         return epoch % self.eval_every == 0 or epoch == self.plan.epochs - 1
 
     def _eval_pending(self, epoch: int) -> bool:
@@ -335,11 +352,9 @@ class Trainer:
         self._state('running')
 
     def _evaluate(self, epoch: int) -> None:
-        from semiseg.evaluation import evaluate
-
         t0 = time.time()
         with self._autocast():
-            res = evaluate(self.model, self.val_loader, self.cfg, self.device)
+            res = self.parts.evaluate(self.model, self.val_loader, self.cfg, self.device)
         miou = float(res['miou'])
         per_class = {self._class_name(i): float(v) for i, v in enumerate(res['per_class_iou'])}
         self.last_eval = {'miou': miou, 'per_class_iou': per_class, 'epoch': epoch}
@@ -402,7 +417,7 @@ class Trainer:
             'iters': self.iteration, 'epochs': self.plan.epochs, 'finished': True,
         }
         if self.dist.is_main:
-            write_json_atomic(self.run_dir / 'results.json', results)
+            atomic_write_json(self.run_dir / 'results.json', results)
             self.eta_s = 0.0
             self._state('finished')
             logger.info('finished %d iterations: mIoU %.2f, best %.2f (%s)', self.iteration, results['miou'],

@@ -9,6 +9,9 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from semiseg.utils.imaging import center_crop
+from semiseg.utils.modules import unwrap
+
 from .metrics import IoUAccumulator
 from .sampler import DistributedEvalSampler
 
@@ -28,33 +31,21 @@ def build_eval_loader(dataset: Dataset, distributed: bool | None = None,
                       num_workers=num_workers, pin_memory=torch.cuda.is_available())
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        model = model.module
-    return model
-
-
 def _default_predict() -> Callable:
     from .inference import predict
     return predict
-
-
-def _center_crop_mask(mask: torch.Tensor, crop: int) -> torch.Tensor:
-    """The mask crop matching the image crop of 'center_crop' mode (same offsets)."""
-    h, w = mask.shape[-2:]
-    top, left = max((h - crop) // 2, 0), max((w - crop) // 2, 0)
-    return mask[..., top:top + crop, left:left + crop]
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, cfg: dict,
              device: torch.device | str | None = None,
              predict_fn: Callable | None = None) -> dict:
-    """mIoU of `model` on `loader` (items: image (1,3,h,w), mask (1,H,W), id).
+    """mIoU of `model` on `loader` (batches {'img': (1,3,h,w), 'mask': (1,H,W), 'id': [str]}).
 
-    Uses cfg['eval_mode'], cfg['crop_size'] and, for the zegclip and padded sliding windows,
-    cfg['stride']. out_size = the mask size (zegclip_sliding_window resizes to it, so a resized
-    val image is scored at its original resolution); center_crop crops the mask too. Counts
+    Uses cfg['eval_mode'], cfg['crop_size'], for the zegclip and padded sliding windows
+    cfg['stride'], and for 'original' the optional cfg['eval_size_multiple'] (UniMatch V2: 14).
+    out_size = the mask size (zegclip_sliding_window resizes to it, so a resized val image is
+    scored at its original resolution); center_crop crops the mask too. Counts
     are all-reduced across ranks. The model runs unwrapped from DDP in eval mode; its previous
     train/eval mode is restored.
     Returns {'miou': float, 'per_class_iou': list[float]} in percent.
@@ -66,7 +57,7 @@ def evaluate(model: nn.Module, loader: DataLoader, cfg: dict,
     stride = cfg.get('stride') if mode in STRIDED_MODES else None
     if mode == 'zegclip_sliding_window' and stride is None:
         raise KeyError("eval_mode 'zegclip_sliding_window' needs config key 'stride' (e.g. 426)")
-    net = _unwrap(model)
+    net = unwrap(model)
     if device is None:
         device = next(net.parameters()).device
     predict = predict_fn or _default_predict()
@@ -75,13 +66,13 @@ def evaluate(model: nn.Module, loader: DataLoader, cfg: dict,
     net.eval()
     try:
         for item in loader:
-            img, mask = item[0].to(device), item[1].to(device)
+            img, mask = item['img'].to(device), item['mask'].to(device)
             logits = predict(net, img, mode, cfg['crop_size'], stride=stride,
-                             out_size=tuple(mask.shape[-2:]))
+                             out_size=tuple(mask.shape[-2:]), size_multiple=cfg.get('eval_size_multiple'))
             if mode == 'center_crop':
-                mask = _center_crop_mask(mask, cfg['crop_size'])
+                mask = center_crop(mask, cfg['crop_size'])
             if tuple(logits.shape[-2:]) != tuple(mask.shape[-2:]):
-                name = item[2][0] if len(item) > 2 else '?'
+                name = item['id'][0] if 'id' in item else '?'
                 raise ValueError(
                     f'eval_mode {mode!r} gave {tuple(logits.shape[-2:])} scores for a '
                     f'{tuple(mask.shape[-2:])} mask (image {name}); '

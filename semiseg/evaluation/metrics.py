@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-IGNORE_INDEX = 255
+from semiseg.utils.labels import IGNORE_INDEX
+
 
 
 def intersection_and_union(pred: torch.Tensor, gt: torch.Tensor,
@@ -61,7 +62,7 @@ class IoUAccumulator:
         self.target += target
         self._reduced = None
 
-    def all_reduce(self, device: torch.device | str | None = None) -> 'IoUAccumulator':
+    def all_reduce(self, device: torch.device | str | None = None) -> IoUAccumulator:
         """Sum the counts over all ranks (no-op without torch.distributed); the local counts are
         kept, so calling it again is safe. `device`: where to reduce (default: where the counts
         are; with NCCL a rank that saw no image reduces on the current CUDA device)."""

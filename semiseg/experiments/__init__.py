@@ -1,13 +1,13 @@
-"""Experiment registry: experiment id -> fully specified run configs (spec §1)."""
-from .config import build_config, dataset_root, resolve_data_root
+"""Experiment registry: experiment id -> fully specified run configs, their names and YAML files."""
+from .config import build_config, dataset_folder, datasets_root, validate_config, with_overrides
 from .io import dump_config, load_config, load_release_config, write_config
 from .naming import humanize, run_name
 from .params import Experiment, RunParams, make_params
 from .registry import get_experiment, get_runs, list_experiments
-from .schema import ENGINE_OPTIONS, option
 
 __all__ = [
-    'ENGINE_OPTIONS', 'Experiment', 'RunParams', 'build_config', 'dataset_root', 'dump_config',
+    'Experiment', 'RunParams', 'build_config', 'dataset_folder', 'dump_config',
     'get_experiment', 'get_runs', 'humanize', 'list_experiments', 'load_config',
-    'load_release_config', 'make_params', 'option', 'resolve_data_root', 'run_name', 'write_config',
+    'load_release_config', 'make_params', 'datasets_root', 'run_name', 'validate_config',
+    'with_overrides', 'write_config',
 ]

@@ -1,49 +1,36 @@
-"""Run config: RunParams -> the ordered config dict of spec §1.2.
+"""Run config: RunParams -> the ordered config dict, and `--cfg-options` applied to it.
 
 Insertion order is the YAML order. For exps 40-44 the result equals the release's generated
-config key for key (data_root and version aside). Tuples become lists so that
-`yaml.safe_dump` can write the config.
+config key for key (data_root and version aside; google-research/semivl `experiments.py`,
+`generate_experiment_cfgs`). Tuples become lists so that `yaml.safe_dump` can write the config.
+Dataset facts come from the dataset registry (`semiseg.data.datasets`), method facts from the
+method registry (`semiseg.methods.registry`); the name is read off the finished config.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import semiseg
+from semiseg.data.datasets import DATASETS, dataset_info
+from semiseg.data.errors import DataError
+from semiseg.engine.options import check_options
+from semiseg.methods.registry import method_info
+from semiseg.utils.labels import IGNORE_INDEX
 
-from .naming import mcc_fix_resize_pos_active, run_name
+from .naming import CLASS_FILTERS, override_suffix, run_name
+from .overrides import Override, apply_overrides
 from .params import RunParams
 
 DATA_ROOT_ENV = 'SEMISEG_DATA'
 DEFAULT_DATA_ROOT = '~/data'
-
-
-@dataclass(frozen=True)
-class DatasetEntry:
-    """What a run config needs to know about a built-in dataset."""
-
-    folder: str   # folder under the data root
-    nclass: int   # number of classes
-
-
-DATASETS: dict[str, DatasetEntry] = {
-    'pascal': DatasetEntry('voc', 21),
-    'cityscapes': DatasetEntry('cityscapes', 19),
-    'coco': DatasetEntry('coco', 81),
-    'ade': DatasetEntry('ADEChallengeData2016', 150),
-    'toy': DatasetEntry('toy', 5),
-}
-# maskclip_class_filter presets
-CLASS_FILTERS: dict[int, list[int]] = {1: [9, 18], 2: list(range(1, 21))}
-# models that the release configures with deeplab-specific keys; no experiment uses them
-UNSUPPORTED_MODELS = ('dlv3p-r101', 'dlv3p-xc65')
-SEMI_METHODS = ('semivl', 'unimatch')
 ZSW_STRIDE = 426
+EPOCH_OVER = ('labeled', 'unlabeled')
 
 
-def resolve_data_root(cli_value: str | None = None) -> str:
-    """The data root: `--data-root` flag > `SEMISEG_DATA` env > `~/data`.
+def datasets_root(cli_value: str | None = None) -> str:
+    """The folder holding the datasets: `--data-root` flag > `SEMISEG_DATA` env > `~/data`.
 
     `~` stays unexpanded (the release writes `~/data/...`; readers expand it); a relative path
     becomes absolute so that jobs started from another folder (Slurm) find the same data.
@@ -54,11 +41,25 @@ def resolve_data_root(cli_value: str | None = None) -> str:
     return root.rstrip('/') or '/'
 
 
-def dataset_root(dataset: str, data_root: str | None = None) -> str:
-    """The dataset folder under the data root, with a trailing slash like the release."""
-    if dataset not in DATASETS:
-        raise ValueError(f'unknown dataset {dataset!r}; choices: {", ".join(DATASETS)}')
-    return f'{resolve_data_root(data_root).rstrip("/")}/{DATASETS[dataset].folder}/'
+def dataset_folder(dataset: str, data_root: str | None = None) -> str:
+    """A dataset's folder under the datasets root, with a trailing slash like the release.
+
+    Built-in datasets use their registry folder (pascal -> voc/); a custom dataset its own name.
+    """
+    folder = DATASETS[dataset].folder if dataset in DATASETS else dataset
+    if not folder or '/' in folder or folder in ('.', '..'):
+        raise ValueError(f'dataset name {dataset!r} cannot name a folder; use letters, digits, - and _')
+    return f'{datasets_root(data_root).rstrip("/")}/{folder}/'
+
+
+def dataset_class_count(dataset: str, folder: str) -> int:
+    """nclass of a built-in dataset, or the class count of a custom one's classes.txt."""
+    if dataset in DATASETS:
+        return DATASETS[dataset].nclass
+    try:
+        return dataset_info(dataset, Path(folder).expanduser()).nclass
+    except DataError as err:
+        raise ValueError(f'custom dataset {dataset!r}: {err}') from None
 
 
 def _optimizer_keys(p: RunParams) -> dict[str, Any]:
@@ -83,12 +84,10 @@ def _optimizer_keys(p: RunParams) -> dict[str, Any]:
 
 def build_config(p: RunParams, data_root: str | None = None) -> dict[str, Any]:
     """The run config of `p` with keys in the release's order (spec §1.2)."""
-    if p.model.replace('mmseg.', '') in UNSUPPORTED_MODELS:
-        raise ValueError(f'model {p.model!r} needs the deeplab config keys, which semiseg does not '
-                         f'generate; use a vlm-* model')
-    cfg: dict[str, Any] = {'dataset': p.dataset, 'data_root': dataset_root(p.dataset, data_root),
-                           'nclass': DATASETS[p.dataset].nclass}
-    if p.dataset == 'ade':
+    folder = dataset_folder(p.dataset, data_root)
+    cfg: dict[str, Any] = {'dataset': p.dataset, 'data_root': folder,
+                           'nclass': dataset_class_count(p.dataset, folder)}
+    if p.dataset in DATASETS and DATASETS[p.dataset].reduce_zero_label:
         cfg['reduce_zero_label'] = True
     cfg['split'] = p.split
     cfg['img_scale'] = list(p.img_scale) if p.img_scale is not None else None
@@ -104,12 +103,14 @@ def build_config(p: RunParams, data_root: str | None = None) -> dict[str, Any]:
     cfg['pl_text'] = p.text_embedding_variant if p.pl_text == 'same' else p.pl_text
 
     cfg['method'] = p.method
-    if p.method in SEMI_METHODS:
-        cfg['use_fp'] = p.use_fp
-        cfg['conf_mode'] = p.conf_mode
-        cfg['conf_thresh'] = p.conf_thresh
+    keys = method_info(p.method).pseudo_label_keys
+    for key in ('use_fp', 'conf_mode', 'conf_thresh'):
+        if key in keys:
+            cfg[key] = getattr(p, key)
+    if not method_info(p.method).uses_unlabeled:
+        cfg['epoch_over'] = p.epoch_over
     cfg['disable_dropout'] = p.disable_dropout
-    if p.method in SEMI_METHODS:
+    if 'pleval' in keys:
         cfg['pleval'] = p.pleval
     cfg['fp_rate'] = p.fp_rate
     lam = p.maskclip_consistency_lambda
@@ -124,10 +125,10 @@ def build_config(p: RunParams, data_root: str | None = None) -> dict[str, Any]:
                                            else list(CLASS_FILTERS[p.maskclip_class_filter]))
     if p.renorm_clip_img:
         model_args['renorm_clip_img'] = True
-    if mcc_fix_resize_pos_active(p):
+    if p.mcc_fix_resize_pos and lam != 0 and p.crop_size != 512:  # only matters then
         cfg['mcc_fix_resize_pos'] = True
 
-    cfg['criterion'] = {'name': p.criterion, 'kwargs': {'ignore_index': 255}}
+    cfg['criterion'] = {'name': p.criterion, 'kwargs': {'ignore_index': IGNORE_INDEX}}
     cfg['criterion_u'] = p.criterion_u
 
     cfg.update(_optimizer_keys(p))
@@ -149,7 +150,73 @@ def build_config(p: RunParams, data_root: str | None = None) -> dict[str, Any]:
     cfg['nccl_p2p_disable'] = p.nccl_p2p_disable
 
     cfg['exp'] = p.exp_id
-    cfg['name'] = run_name(p)
+    cfg['name'] = run_name(cfg)
     cfg['version'] = semiseg.__version__
     cfg.update(p.options)
     return cfg
+
+
+def with_overrides(cfg: dict[str, Any], overrides: list[Override], data_root: str | None = None) -> dict[str, Any]:
+    """`cfg` with `--cfg-options` applied: dataset keys re-derived, the name recomputed, values checked.
+
+    Changing `dataset` moves `data_root` to that dataset's folder under the datasets root (unless
+    data_root is given too); changing either re-reads `nclass` (a custom dataset's classes.txt)
+    unless nclass is given. The name is read off the final config, plus `_h<hash>` for changed keys
+    it cannot show exactly, so two different configs never share a name.
+    """
+    out, changed = apply_overrides(cfg, overrides)
+    if not changed:
+        return out
+    given = {ov.key for ov in overrides}
+    if 'data_root' in changed:
+        root = str(out['data_root'])
+        out['data_root'] = (root if root.startswith('~') else os.path.abspath(root)).rstrip('/') + '/'
+    if 'dataset' in changed and 'data_root' not in given:
+        out['data_root'] = dataset_folder(out['dataset'], data_root)
+    if {'dataset', 'data_root'} & set(changed) and 'nclass' not in given:
+        out['nclass'] = dataset_class_count(out['dataset'], out['data_root'])
+        rzl = out['dataset'] in DATASETS and DATASETS[out['dataset']].reduce_zero_label
+        out = _set_after(out, 'nclass', 'reduce_zero_label', True) if rzl else \
+            {k: v for k, v in out.items() if k != 'reduce_zero_label'}
+    out['name'] = run_name(out) + override_suffix(changed)
+    validate_config(out)
+    return out
+
+
+def _set_after(cfg: dict[str, Any], anchor: str, key: str, value: Any) -> dict[str, Any]:
+    """A copy of `cfg` with `key` set and placed right after `anchor` (YAML order)."""
+    out: dict[str, Any] = {}
+    for k, v in cfg.items():
+        if k == key:
+            continue
+        out[k] = v
+        if k == anchor:
+            out[key] = value
+    return out
+
+
+def validate_config(cfg: dict[str, Any]) -> None:
+    """Raise ValueError naming the first key whose value cannot work (before any file is written)."""
+    def positive_int(key: str, allow_none: bool = False) -> None:
+        value = cfg.get(key)
+        if value is None and allow_none:
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f'{key} must be a whole number >= 1, got {value!r}')
+
+    method_info(cfg['method'])
+    for key in ('crop_size', 'batch_size', 'n_gpus', 'n_nodes', 'nclass'):
+        positive_int(key)
+    positive_int('epochs', allow_none=True)
+    positive_int('iters', allow_none=True)
+    if cfg.get('epochs') is None and cfg.get('iters') is None:
+        raise ValueError('set epochs (or iters) to a whole number >= 1')
+    lr = cfg['optimizer']['lr'] if isinstance(cfg.get('optimizer'), dict) else cfg.get('lr')
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ValueError(f'the learning rate must be a number > 0, got {lr!r}')
+    thresh = cfg.get('conf_thresh')
+    if thresh is not None and not 0 <= thresh <= 1:
+        raise ValueError(f'conf_thresh must be in [0, 1], got {thresh!r}')
+    if cfg.get('epoch_over', 'labeled') not in EPOCH_OVER:
+        raise ValueError(f'epoch_over must be one of {", ".join(EPOCH_OVER)}, got {cfg["epoch_over"]!r}')
+    check_options(cfg)

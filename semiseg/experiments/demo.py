@@ -26,7 +26,7 @@ TOY = {
 
 EXPERIMENTS = [
     Experiment(0, 'CPU demo on the toy dataset: supervised vs SemiVL without / with guidance', (
-        {**TOY, 'method': 'supervised'},
+        {**TOY, 'method': 'supervised', 'epoch_over': 'unlabeled'},  # as many iterations as the others
         {**TOY, 'method': 'semivl', 'maskclip_consistency_lambda': 0},
         {**TOY, 'method': 'semivl', 'maskclip_consistency_lambda': [0.1, 0]},
     )),

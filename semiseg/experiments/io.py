@@ -6,11 +6,12 @@ generated files read the same; tuples are lists in our configs.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from semiseg.utils.files import atomic_write_text
 
 
 def dump_config(cfg: dict[str, Any]) -> str:
@@ -20,16 +21,7 @@ def dump_config(cfg: dict[str, Any]) -> str:
 
 def write_config(cfg: dict[str, Any], path: Path) -> None:
     """Write `cfg` to `path` atomically (temp file + rename), creating parent folders."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'w') as f:
-            f.write(dump_config(cfg))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, dump_config(cfg))
 
 
 def load_config(path: Path) -> dict[str, Any]:

@@ -1,13 +1,21 @@
-"""Run names, built exactly as the SemiVL release builds them (spec §1.3).
+"""Run names, read off the run config exactly as the SemiVL release builds them from its parameters.
 
-The name encodes every parameter that differs from the defaults, so the release's quirks are kept
-on purpose (e.g. `.0_` eats the following separator): names must match the released configs.
+google-research/semivl `experiments.py`, `generate_experiment_cfgs` (the name part): the name
+encodes every setting that differs from the defaults, and the release's quirks are kept on purpose
+(e.g. `.0_` eats the following separator) so that names match the released configs. Because the
+name is a function of the config, a config changed by `--cfg-options` is renamed by the same code;
+`override_suffix` adds a short hash for changed keys the name cannot show exactly.
 """
 from __future__ import annotations
 
-from .params import RunParams
+import hashlib
+import json
+from typing import Any
 
-DATASET_ABBREV = {'pascal': 'voc', 'cityscapes': 'cs'}
+from semiseg.data.datasets import DATASETS
+from semiseg.engine.options import RUNTIME_OPTIONS
+from semiseg.methods.registry import method_info
+
 TEXT_ABBREV = {
     'conceptavg_single': 'cavgs',
     'conceptavg2_single': 'cavg2s',
@@ -18,13 +26,13 @@ TEXT_ABBREV = {
     'concept4_single': 'c4s',
     'multi': 'm',
 }
-METHOD_ABBREV = {'semivl': 'svl', 'unimatch': 'um', 'supervised': 'sup'}
 CONF_MODE_ABBREV = {'pixelwise': '', 'pixelratio': '-cpr', 'pixelavg': '-cpa'}
 MCC_REDUCE_ABBREV = {'mean': '', 'mean_valid': '-mv', 'mean_all': '-ma'}
 CRITERION_ABBREV = {'CELoss': 'ce', 'OHEM': 'oh'}
 CRITERION_U_ABBREV = {'CELoss': 'ce'}
-OPT_ABBREV = {'adamw': 'adamw', 'original': 'org'}
-EVAL_ABBREV = {'original': 'or', 'sliding_window': 'sw', 'zegclip_sliding_window': 'zsw'}
+EVAL_ABBREV = {'original': 'or', 'sliding_window': 'sw', 'zegclip_sliding_window': 'zsw', 'center_crop': 'cc'}
+# maskclip_class_filter presets (the release's numbered class lists)
+CLASS_FILTERS: dict[int, list[int]] = {1: [9, 18], 2: list(range(1, 21))}
 # applied in this order to the assembled name
 FINAL_REPLACEMENTS = (
     ('.0_', ''), ('.0-', ''), ('.', ''),
@@ -32,6 +40,16 @@ FINAL_REPLACEMENTS = (
     ('[', ''), (']', ''), ('(', ''), (')', ''),
     (',', 'j'), (' ', ''),
 )
+# config keys whose value the name shows exactly; any other changed key gets a hash suffix
+EXACT_KEYS = frozenset({
+    'dataset', 'split', 'img_scale', 'scale_ratio_range', 'crop_size', 'labeled_photometric_distortion',
+    'model', 'text_embedding_variant', 'mcc_text', 'pl_text', 'method', 'use_fp', 'conf_mode',
+    'conf_thresh', 'disable_dropout', 'pleval', 'fp_rate', 'maskclip_consistency_lambda', 'mcc_conf_thresh',
+    'mcc_loss_reduce', 'criterion', 'criterion.name', 'criterion_u', 'n_gpus', 'n_nodes', 'batch_size',
+    'epochs', 'eval_mode', 'name', 'epoch_over',
+})
+# keys that say where the data is or how the run is executed, not what is trained
+NOT_IN_NAME = frozenset({'data_root', 'version', 'exp', 'gpu_model', 'nccl_p2p_disable'}) | RUNTIME_OPTIONS
 
 
 def _lookup(table: dict[str, str], key: str, what: str) -> str:
@@ -52,75 +70,100 @@ def humanize(num: float) -> str:
     return f'{num:f}'.rstrip('0').rstrip('.') + ['', 'K', 'M', 'B', 'T'][magnitude]
 
 
-def _is_semi(p: RunParams) -> bool:
-    return p.method in ('semivl', 'unimatch')
+def _optimizer_settings(cfg: dict[str, Any]) -> tuple[str, float, Any, Any]:
+    """(optimizer abbreviation, lr, backbone lr mult, conv-encoder lr mult) of a config."""
+    opt = cfg.get('optimizer')
+    if opt is None:
+        return 'org', cfg['lr'], 10.0, 1.0
+    keys = (opt.get('paramwise_cfg') or {}).get('custom_keys') or {}
+    return ('adamw', opt['lr'], (keys.get('backbone') or {}).get('lr_mult', 10.0),
+            (keys.get('conv_encoder') or {}).get('lr_mult', 1.0))
 
 
-def mcc_fix_resize_pos_active(p: RunParams) -> bool:
-    """The fixed pos-embed resize only matters with a clip encoder and a crop other than 512."""
-    return p.mcc_fix_resize_pos and p.maskclip_consistency_lambda != 0 and p.crop_size != 512
+def _class_filter_preset(model_args: dict[str, Any]) -> int | None:
+    classes = model_args.get('maskclip_class_filter')
+    if classes is None:
+        return None
+    for preset, listed in CLASS_FILTERS.items():
+        if list(classes) == listed:
+            return preset
+    raise KeyError(f'maskclip_class_filter {classes} is not a preset; choices: {CLASS_FILTERS}')
 
 
-def raw_name(p: RunParams) -> str:
-    """The name before the final replacements (pieces 1-29 of spec §1.3)."""
-    parts = [f'{DATASET_ABBREV.get(p.dataset, p.dataset)}-{p.split}']
-    if p.img_scale is not None:
-        parts.append(f'-{p.img_scale}')
-    if tuple(p.scale_ratio_range) != (0.5, 2.0):
-        parts.append(f'-s{p.scale_ratio_range[0]}-{p.scale_ratio_range[1]}')
-    parts.append(f'-{p.crop_size}')
-    if p.labeled_photometric_distortion:
+def raw_name(cfg: dict[str, Any]) -> str:
+    """The name before the final replacements (pieces in the release's order)."""
+    info = DATASETS.get(cfg['dataset'])
+    parts = [f'{info.abbrev if info else cfg["dataset"]}-{cfg["split"]}']
+    if cfg.get('img_scale') is not None:
+        parts.append(f'-{cfg["img_scale"]}')
+    lo, hi = cfg['scale_ratio_range']
+    if (lo, hi) != (0.5, 2.0):
+        parts.append(f'-s{lo}-{hi}')
+    parts.append(f'-{cfg["crop_size"]}')
+    if cfg.get('labeled_photometric_distortion'):
         parts.append('-phd')
-    parts.append('_' + p.model.replace('mmseg.', '').replace('zegclip', 'zcl'))
-    if p.text_embedding_variant != 'single':
-        parts.append('-t' + _lookup(TEXT_ABBREV, p.text_embedding_variant, 'text_embedding_variant'))
-    if p.mcc_text != 'same':
-        parts.append('-mt' + _lookup(TEXT_ABBREV, p.mcc_text, 'mcc_text'))
-    if p.pl_text != 'same':
-        parts.append('-pt' + _lookup(TEXT_ABBREV, p.pl_text, 'pl_text'))
-    parts.append('_' + _lookup(METHOD_ABBREV, p.method, 'method'))
-    if _is_semi(p):
-        if not p.use_fp:
-            parts.append('-nfp')
-        parts.append(_lookup(CONF_MODE_ABBREV, p.conf_mode, 'conf_mode'))
-        parts.append(f'-{p.conf_thresh}')
-    if p.disable_dropout:
+    parts.append('_' + cfg['model'].replace('mmseg.', '').replace('zegclip', 'zcl'))
+    variant = cfg.get('text_embedding_variant', 'single')
+    if variant != 'single':
+        parts.append('-t' + _lookup(TEXT_ABBREV, variant, 'text_embedding_variant'))
+    for key, tag in (('mcc_text', '-mt'), ('pl_text', '-pt')):
+        if cfg.get(key, variant) != variant:
+            parts.append(tag + _lookup(TEXT_ABBREV, cfg[key], key))
+
+    method = method_info(cfg['method'])
+    parts.append('_' + method.abbrev)
+    keys = method.pseudo_label_keys
+    if 'use_fp' in keys and not cfg['use_fp']:
+        parts.append('-nfp')
+    if 'conf_mode' in keys:
+        parts.append(_lookup(CONF_MODE_ABBREV, cfg['conf_mode'], 'conf_mode'))
+    if 'conf_thresh' in keys:
+        parts.append(f'-{cfg["conf_thresh"]}')
+    if cfg.get('epoch_over') == 'unlabeled':
+        parts.append('-eqit')   # a labeled-only run with as many iterations as the semi-supervised ones
+    if cfg.get('disable_dropout'):
         parts.append('-disdrop')
-    if _is_semi(p) and p.pleval:
+    if 'pleval' in keys and cfg['pleval']:
         parts.append('-plev')
-    if p.fp_rate != 0.5:
-        parts.append(f'-fpr{p.fp_rate}')
-    if p.maskclip_consistency_lambda != 0:
-        parts.append(f'-mcc{p.maskclip_consistency_lambda}')
-    if p.mcc_conf_thresh != 0.75:
-        parts.append(f'c{p.mcc_conf_thresh}')
-    parts.append(_lookup(MCC_REDUCE_ABBREV, p.mcc_loss_reduce, 'mcc_loss_reduce'))
-    if p.maskclip_class_filter is not None:
-        parts.append(f'-cf{p.maskclip_class_filter}')
-    if p.renorm_clip_img:
+    if cfg.get('fp_rate', 0.5) != 0.5:
+        parts.append(f'-fpr{cfg["fp_rate"]}')
+    lam = cfg.get('maskclip_consistency_lambda', 0)
+    if lam != 0:
+        parts.append(f'-mcc{lam}')
+    if cfg.get('mcc_conf_thresh', 0.75) != 0.75:
+        parts.append(f'c{cfg["mcc_conf_thresh"]}')
+    parts.append(_lookup(MCC_REDUCE_ABBREV, cfg.get('mcc_loss_reduce', 'mean'), 'mcc_loss_reduce'))
+    model_args = cfg.get('model_args') or {}
+    preset = _class_filter_preset(model_args)
+    if preset is not None:
+        parts.append(f'-cf{preset}')
+    if model_args.get('renorm_clip_img'):
         parts.append('-rnci')
-    if mcc_fix_resize_pos_active(p):
+    if cfg.get('mcc_fix_resize_pos'):
         parts.append('-frp')
-    if p.criterion != 'mmseg':
-        parts.append('-' + _lookup(CRITERION_ABBREV, p.criterion, 'criterion'))
-    if p.criterion_u != 'mmseg':
-        parts.append('-u' + _lookup(CRITERION_U_ABBREV, p.criterion_u, 'criterion_u'))
-    parts.append(f'_{_lookup(OPT_ABBREV, p.opt, "opt")}-{p.lr:.0e}')
-    if p.backbone_lr_mult != 10.0:
-        parts.append(f'-b{p.backbone_lr_mult}')
-    if p.conv_enc_lr_mult != 1.0:
-        parts.append(f'-cl{p.conv_enc_lr_mult}')
-    if p.warmup_iters > 0:
-        parts.append(f'-w{humanize(p.warmup_iters)}')
-    if (p.n_nodes, p.n_gpus, p.batch_size) != (1, 4, 2):
-        parts.append(f'_{p.n_nodes}x{p.n_gpus}x{p.batch_size}')
-    if p.epochs is not None and p.epochs != 80:
-        parts.append(f'-ep{humanize(p.epochs)}')
-    if p.iters is not None:
-        parts.append(f'-i{humanize(p.iters)}')
-    if p.scheduler_max_iters is not None:
-        parts.append(f'-smi{p.scheduler_max_iters}')
-    parts.append('_e' + _lookup(EVAL_ABBREV, p.eval_mode, 'eval_mode'))
+    criterion = cfg['criterion']['name'] if isinstance(cfg['criterion'], dict) else cfg['criterion']
+    if criterion != 'mmseg':
+        parts.append('-' + _lookup(CRITERION_ABBREV, criterion, 'criterion'))
+    if cfg.get('criterion_u', 'mmseg') != 'mmseg':
+        parts.append('-u' + _lookup(CRITERION_U_ABBREV, cfg['criterion_u'], 'criterion_u'))
+
+    opt, lr, backbone_mult, conv_mult = _optimizer_settings(cfg)
+    parts.append(f'_{opt}-{lr:.0e}')
+    if backbone_mult != 10.0:
+        parts.append(f'-b{backbone_mult}')
+    if conv_mult != 1.0:
+        parts.append(f'-cl{conv_mult}')
+    if cfg.get('warmup_iters', 0) > 0:
+        parts.append(f'-w{humanize(cfg["warmup_iters"])}')
+    if (cfg['n_nodes'], cfg['n_gpus'], cfg['batch_size']) != (1, 4, 2):
+        parts.append(f'_{cfg["n_nodes"]}x{cfg["n_gpus"]}x{cfg["batch_size"]}')
+    if cfg.get('epochs') is not None and cfg['epochs'] != 80:
+        parts.append(f'-ep{humanize(cfg["epochs"])}')
+    if cfg.get('iters') is not None:
+        parts.append(f'-i{humanize(cfg["iters"])}')
+    if cfg.get('scheduler_max_iters') is not None:
+        parts.append(f'-smi{cfg["scheduler_max_iters"]}')
+    parts.append('_e' + _lookup(EVAL_ABBREV, cfg['eval_mode'], 'eval_mode'))
     return ''.join(parts)
 
 
@@ -131,6 +174,20 @@ def finalize_name(name: str) -> str:
     return name
 
 
-def run_name(p: RunParams) -> str:
-    """The run name of `p`, identical to the release's for the same parameters."""
-    return finalize_name(raw_name(p))
+def run_name(cfg: dict[str, Any]) -> str:
+    """The run name of a config, identical to the release's for the same settings."""
+    return finalize_name(raw_name(cfg))
+
+
+def override_suffix(changed: dict[str, Any]) -> str:
+    """`_h<6 hex>` over the changed keys the name does not show exactly ('' when there are none).
+
+    `changed` maps dotted config keys to their new values; keys that only say where the data is or
+    how the run executes (data_root, num_workers, device, ...) do not count.
+    """
+    hidden = {k: v for k, v in changed.items() if k not in EXACT_KEYS and k.split('.')[0] not in NOT_IN_NAME}
+    if not hidden:
+        return ''
+    digest = hashlib.sha256(json.dumps(hidden, sort_keys=True, default=str).encode()).hexdigest()
+    return f'_h{digest[:6]}'
+

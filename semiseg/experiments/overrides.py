@@ -1,24 +1,36 @@
-"""`--cfg-options key=value`: validated overrides of run-config keys and engine options.
+"""`--cfg-options key=value`: overrides of run-config keys and engine options, typed like the key.
 
-Values are YAML scalars or lists (`1e-3` counts as a number, unlike plain YAML 1.1); dotted keys
-reach into nested dicts (`optimizer.lr=1e-3`). A key must already exist in the config or be an
-engine option, so a typo fails loudly instead of being silently ignored.
+A value is read as a YAML scalar or list and then coerced to the type of the value it replaces:
+`split=8` is the string '8' (also `split=1_16`, which YAML would read as a number), `lr=1e-3` a
+float, `epochs=2.0` the integer 2. A value that cannot be coerced names the key and the type it
+needs. Dotted keys reach into nested dicts (`optimizer.lr=1e-3`); a key must already exist in the
+config or be an engine option, so a typo fails loudly instead of being silently ignored.
 """
 from __future__ import annotations
 
 import copy
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from .schema import ENGINE_OPTIONS
+from semiseg.engine.options import ENGINE_OPTIONS
 
 _NUMBER = re.compile(r'^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$')
 
 
 class OverrideError(ValueError):
-    """A malformed `--cfg-options` item or one naming an unknown key."""
+    """A malformed `--cfg-options` item, an unknown key or a value of the wrong type."""
+
+
+@dataclass(frozen=True)
+class Override:
+    """One `key=value` item: the dotted key, the text as typed and its YAML reading."""
+
+    key: str
+    text: str
+    value: Any
 
 
 def parse_value(text: str) -> Any:
@@ -45,8 +57,8 @@ def parse_value(text: str) -> Any:
     return value
 
 
-def parse_cfg_options(items: list[str]) -> list[tuple[str, Any]]:
-    """`['a.b=1', ...]` -> `[('a.b', 1), ...]`; raises OverrideError on malformed items."""
+def parse_cfg_options(items: list[str]) -> list[Override]:
+    """`['a.b=1', ...]` -> Overrides; raises OverrideError on malformed items."""
     parsed = []
     for item in items:
         key, sep, text = item.partition('=')
@@ -55,53 +67,81 @@ def parse_cfg_options(items: list[str]) -> list[tuple[str, Any]]:
             raise OverrideError(f'malformed --cfg-options item {item!r}; expected key=value, '
                                 f'e.g. epochs=2 or optimizer.lr=1e-3')
         try:
-            parsed.append((key, parse_value(text)))
+            parsed.append(Override(key, text, parse_value(text)))
         except OverrideError as e:
             raise OverrideError(f'--cfg-options {item!r}: {e}') from None
     return parsed
 
 
-def _check_type(key: str, old: Any, new: Any) -> None:
-    """Reject overrides whose type clearly cannot replace the current value."""
+def _unquoted(text: str) -> str:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in '\'"':
+        return text[1:-1]
+    return text
+
+
+def coerce(key: str, old: Any, ov: Override) -> Any:
+    """`ov`'s value as the type of `old` (the value it replaces); OverrideError when impossible."""
+    new = ov.value
     if old is None or new is None:
-        return
+        return new
     if isinstance(old, bool):
-        ok = isinstance(new, bool)
+        if isinstance(new, bool):
+            return new
         want = 'true or false'
-    elif isinstance(old, (int, float)):
-        # lists too: some keys take a scalar or a [start, end] pair (maskclip_consistency_lambda)
-        ok = isinstance(new, (int, float, list)) and not isinstance(new, bool)
+    elif isinstance(old, int):
+        if isinstance(new, (int, float)) and not isinstance(new, bool) and float(new).is_integer():
+            return int(new)
+        if isinstance(new, list):       # keys that take a scalar or a list (e.g. [start, end])
+            return new
+        want = 'an integer'
+    elif isinstance(old, float):
+        if isinstance(new, (int, float)) and not isinstance(new, bool):
+            return float(new)
+        if isinstance(new, list):
+            return new
         want = 'a number'
     elif isinstance(old, str):
-        ok = isinstance(new, str)
+        if isinstance(new, (str, int, float)) and not isinstance(new, bool):
+            return _unquoted(ov.text)   # the text as typed: split=1_16 stays '1_16'
         want = 'a string'
+    elif isinstance(old, list):
+        if isinstance(new, list):
+            return new
+        if isinstance(new, (int, float)) and not isinstance(new, bool):
+            return new                  # e.g. maskclip_consistency_lambda: [0.1, 0] -> 0.1
+        want = 'a list like [1, 2]'
     else:
-        return
-    if not ok:
-        raise OverrideError(f'--cfg-options {key}={new!r}: {key} expects {want} (current value {old!r})')
+        return new
+    raise OverrideError(f'--cfg-options {key}={ov.text}: {key} expects {want} (current value {old!r})')
 
 
-def apply_overrides(cfg: dict[str, Any], overrides: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A copy of `cfg` with `overrides` applied; unknown keys raise OverrideError."""
+def apply_overrides(cfg: dict[str, Any], overrides: list[Override]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(a copy of `cfg` with `overrides` applied, {dotted key: new value} of what changed)."""
     out = copy.deepcopy(cfg)
-    for key, value in overrides:
-        parts = key.split('.')
-        if len(parts) == 1 and key not in out and key in ENGINE_OPTIONS:
-            _check_type(key, ENGINE_OPTIONS[key], value)
-            out[key] = value
+    changed: dict[str, Any] = {}
+    for ov in overrides:
+        parts = ov.key.split('.')
+        if len(parts) == 1 and ov.key not in out and ov.key in ENGINE_OPTIONS:
+            value = coerce(ov.key, ENGINE_OPTIONS[ov.key], ov)
+            if value != out.get(ov.key, ENGINE_OPTIONS[ov.key]):
+                changed[ov.key] = value
+            out[ov.key] = value
             continue
         node: Any = out
         for depth, part in enumerate(parts):
             where = '.'.join(parts[:depth])
             if not isinstance(node, dict):
-                raise OverrideError(f'unknown config key {key!r}: {where} is not a mapping')
+                raise OverrideError(f'unknown config key {ov.key!r}: {where} is not a mapping')
             if part not in node:
                 choices = list(node) + ([k for k in ENGINE_OPTIONS if k not in node] if depth == 0 else [])
                 scope = f'under {where!r}' if where else 'in the config or the engine options'
-                raise OverrideError(f'unknown config key {key!r}; valid keys {scope}: {", ".join(choices)}')
+                raise OverrideError(f'unknown config key {ov.key!r}; valid keys {scope}: {", ".join(choices)}')
             if depth == len(parts) - 1:
-                _check_type(key, node[part], value)
+                value = coerce(ov.key, node[part], ov)
+                if value != node[part]:
+                    changed[ov.key] = value
                 node[part] = value
             else:
                 node = node[part]
-    return out
+    return out, changed

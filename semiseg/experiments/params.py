@@ -9,7 +9,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from .schema import ENGINE_OPTIONS
+from semiseg.engine.options import ENGINE_OPTIONS
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class RunParams:
     iters: int | None = None                           # total iterations (overrides epochs)
     scheduler_max_iters: int | None = None             # poly schedule length if not total_iters
     # --- data
-    dataset: str = 'pascal'                            # pascal, cityscapes, coco, ade, toy
+    dataset: str = 'pascal'                            # a built-in or custom dataset name
     split: str = '92'                                  # split folder name under splits/
     img_scale: list[int] | None = field(default_factory=lambda: [2048, 512])  # train resize scale
     scale_ratio_range: tuple[float, float] = (0.5, 2.0)  # random rescale range
@@ -40,7 +40,9 @@ class RunParams:
     pl_text: str = 'same'                              # pseudo-label text ('same': as above)
     clip_encoder: str = 'mcvit16'                      # guidance encoder used when lambda != 0
     # --- method
-    method: str = 'semivl'                             # semivl, unimatch, supervised
+    method: str = 'semivl'                             # a name of semiseg.methods.registry.METHODS
+    epoch_over: str = 'labeled'                        # labeled-only methods: an epoch is a pass over the
+                                                       # labeled list (release) or the unlabeled one
     use_fp: bool = True                                # UniMatch feature perturbation
     conf_mode: str = 'pixelwise'                       # pixelwise, pixelratio, pixelavg
     conf_thresh: float = 0.95                          # pseudo-label confidence threshold

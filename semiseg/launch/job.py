@@ -23,10 +23,11 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
-from typing import Any, Callable
+from typing import Any
 
 import submitit
 
@@ -44,13 +45,6 @@ USR2_GRACE_S = 3.0                   # a preemption sends SIGTERM, then USR2 rig
 def utc_now() -> str:
     """Timestamp for the job records."""
     return datetime.now(timezone.utc).isoformat(timespec='seconds')
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temporary file and a rename, so readers never see half a file."""
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    tmp.write_text(json.dumps(data, indent=2) + '\n')
-    os.replace(tmp, path)
 
 
 def read_job_record(run_dir: Path) -> dict[str, Any] | None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from semiseg.experiments.schema import option
+from semiseg.engine.options import option
 
 log = logging.getLogger(__name__)
 

@@ -17,15 +17,17 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import submitit
 
-from semiseg.experiments.schema import option
+from semiseg.engine.options import option
+from semiseg.utils.files import atomic_write_json
 
-from .job import DEFAULT_TRAIN_FN, JOB_FILE, TrainJob, read_job_record, utc_now, write_json_atomic
+from .job import DEFAULT_TRAIN_FN, JOB_FILE, TrainJob, read_job_record, utc_now
 from .options import SlurmOptions
 from .rundir import is_finished
 
@@ -301,7 +303,7 @@ def _write_record(run_dir: Path, job: submitit.Job, cluster: str, res: Resources
     previous = read_job_record(run_dir)
     if previous:
         record['previous_jobs'] = previous.get('previous_jobs', []) + [previous.get('job_id')]
-    write_json_atomic(run_dir / JOB_FILE, record)
+    atomic_write_json(run_dir / JOB_FILE, record)
 
 
 def submit(runs: list[tuple[dict[str, Any], Path]], opts: SlurmOptions, cluster: str = 'slurm',

@@ -1,29 +1,32 @@
-"""Training methods: one `step(batch, ctx) -> StepResult` per method (ARCHITECTURE.md §5)."""
+"""Training methods: one `step(batch, ctx) -> StepResult` per method (ARCHITECTURE.md §5).
+
+`METHODS` (the registry, `registry.py`) imports without torch; `build_method` loads the
+implementation of the configured method, and the contract types (`Method`, `StepContext`,
+`StepResult`, `VISUAL_LAYOUT`) load from `base.py` on first use.
+"""
 from __future__ import annotations
 
-from torch import nn
+import importlib
+from typing import Any
 
-from .base import VISUAL_LAYOUT, Method, StepContext, StepResult, unwrap
-from .fixmatch import FixMatch
-from .semivl import SemiVL
-from .supervised import Supervised
-from .unimatch import UniMatch
+from .registry import METHODS, MethodInfo, method_info
 
-METHODS: dict[str, type[Method]] = {
-    'supervised': Supervised,
-    'fixmatch': FixMatch,
-    'unimatch': UniMatch,
-    'semivl': SemiVL,
-}
+_BASE = ('Method', 'StepContext', 'StepResult', 'VISUAL_LAYOUT')
+__all__ = ['METHODS', 'MethodInfo', 'build_method', 'method_class', 'method_info', *_BASE]
 
 
-def build_method(cfg: dict, model: nn.Module) -> Method:
+def method_class(name: str) -> type:
+    """The Method subclass registered under `name`."""
+    module, _, cls = method_info(name).impl.partition(':')
+    return getattr(importlib.import_module(module), cls)
+
+
+def build_method(cfg: dict, model: Any):
     """The method named by cfg['method'], bound to `model` (which may be DDP-wrapped)."""
-    name = cfg.get('method')
-    if name not in METHODS:
-        raise ValueError(f'unknown method {name!r}; valid methods: {", ".join(METHODS)}')
-    return METHODS[name](cfg, model)
+    return method_class(cfg['method'])(cfg, model)
 
 
-__all__ = ['METHODS', 'VISUAL_LAYOUT', 'Method', 'StepContext', 'StepResult', 'build_method',
-           'unwrap']
+def __getattr__(name: str) -> Any:
+    if name in _BASE:
+        return getattr(importlib.import_module(f'{__name__}.base'), name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

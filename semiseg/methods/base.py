@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from semiseg.methods.registry import MethodInfo, method_info
+
 # Keys a method may put in StepResult.visuals, in the order of the release's debug panel
 # (spec semivl §6.2 item 14): row 1 images, row 2 argmax predictions, row 3 labels and pseudo
 # labels, row 4 MaskCLIP guidance labels (only with MCC).
@@ -49,52 +51,37 @@ class StepResult:
         return sum(self.weights[k] * v for k, v in self.losses.items())
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The bare model behind a DistributedDataParallel / DataParallel wrapper."""
-    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        model = model.module
-    return model
-
-
 def keep_visuals(tensors: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
     """First `n` samples of each tensor, detached and on the CPU (for debug panels)."""
     return {k: v[:n].detach().to('cpu') for k, v in tensors.items()}
 
 
 class Method(abc.ABC):
-    """Base class: holds the config and the (possibly DDP-wrapped) model."""
+    """Base class: holds the config, the (possibly DDP-wrapped) model and the registry entry."""
 
     name: str = ''
 
     def __init__(self, cfg: dict, model: nn.Module):
         self.cfg = cfg
         self.model = model
+        self.info: MethodInfo = method_info(self.name)
 
     @property
     def needs_unlabeled(self) -> bool:
-        """Whether batches must carry the unlabeled views (img_w, img_s1, ...)."""
-        return False
+        """Whether batches carry unlabeled views (img_w, img_s1, ...)."""
+        return self.info.uses_unlabeled
 
     @property
     def needs_partner(self) -> bool:
-        """Whether batches must carry the CutMix partner batch (img_w_o, img_s1_o, ...)."""
-        return False
-
-    def required_keys(self) -> tuple[str, ...]:
-        """Batch keys `step` reads."""
-        keys = ('img_x', 'mask_x')
-        if self.needs_unlabeled:
-            keys += ('img_w', 'img_s1', 'img_s2', 'ignore', 'box1', 'box2')
-        if self.needs_partner:
-            keys += ('img_w_o', 'img_s1_o', 'img_s2_o', 'ignore_o')
-        return keys
+        """Whether batches carry the CutMix partner views (img_w_o, img_s1_o, ...)."""
+        return self.info.uses_partner
 
     def check_batch(self, batch: dict) -> None:
-        """Raise a clear error when the engine zipped the wrong loaders."""
-        missing = [k for k in self.required_keys() if k not in batch]
+        """Raise a clear error when the batch lacks a view the registry promised."""
+        missing = [k for k in self.info.batch_keys if k not in batch]
         if missing:
-            raise KeyError(f'method {self.name!r} needs batch keys {missing}; the engine must zip '
-                           'the loaders named by method.needs_unlabeled / needs_partner')
+            raise KeyError(f'method {self.name!r} needs batch keys {missing}; the data layer builds the '
+                           'views named in semiseg/methods/registry.py')
 
     @abc.abstractmethod
     def step(self, batch: dict, ctx: StepContext) -> StepResult:

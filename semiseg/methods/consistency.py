@@ -8,9 +8,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from semiseg.utils.labels import IGNORE_INDEX
+
 from .base import Method
-from .losses import (CONF_MODES, build_criterion, confidence_weighted_loss, head_loss,
-                     mmseg_unsupervised_loss, unsupervised_ce_map)
+from .losses import (
+    CONF_MODES,
+    build_criterion,
+    confidence_weighted_loss,
+    head_loss,
+    mmseg_unsupervised_loss,
+    unsupervised_ce_map,
+)
 from .mixing import pseudo_label
 
 CRITERIA_U = ('CELoss', 'mmseg')
@@ -22,29 +30,21 @@ class ConsistencyMethod(Method):
     def __init__(self, cfg: dict, model: nn.Module):
         super().__init__(cfg, model)
         head = head_loss(model)
-        self.criterion_l = build_criterion(cfg.get('criterion', 'CELoss'), head)
-        self.criterion_u = cfg.get('criterion_u', 'CELoss')
+        self.criterion_l = build_criterion(cfg['criterion'], head)
+        self.criterion_u = cfg['criterion_u']
         if self.criterion_u not in CRITERIA_U:
             raise ValueError(f'unknown criterion_u {self.criterion_u!r}; valid: '
                              f'{", ".join(CRITERIA_U)}')
-        # 'mmseg' applies the head's loss (or CE) to pseudo-labels masked to 255.
+        # 'mmseg' applies the head's loss (or CE) to the unmasked pseudo-labels, scaled by confidence.
         self.mmseg_criterion = build_criterion('mmseg', head)
-        self.conf_thresh = float(cfg.get('conf_thresh', 0.95))
-        self.conf_mode = cfg.get('conf_mode', 'pixelwise')
+        self.conf_thresh = float(cfg['conf_thresh'])
+        self.conf_mode = cfg['conf_mode']
         if self.conf_mode not in CONF_MODES:
             raise ValueError(f'unknown conf_mode {self.conf_mode!r}; valid: '
                              f'{", ".join(CONF_MODES)}')
-        if not cfg.get('pleval', True):
+        if not cfg['pleval']:
             raise ValueError('pleval: False is not supported: the partner pseudo-labels are '
                              'predicted in eval mode, as the release asserts; set pleval: True')
-
-    @property
-    def needs_unlabeled(self) -> bool:
-        return True
-
-    @property
-    def needs_partner(self) -> bool:
-        return True
 
     @torch.no_grad()
     def partner_pseudo_labels(self, img_w_o: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,5 +66,5 @@ class ConsistencyMethod(Method):
 
     def mask_ratio(self, conf: torch.Tensor, ignore: torch.Tensor) -> torch.Tensor:
         """Fraction of valid (non-padded) pixels whose pseudo-label is confident."""
-        valid = ignore != 255
+        valid = ignore != IGNORE_INDEX
         return (((conf >= self.conf_thresh) & valid).sum() / valid.sum().clamp_min(1)).detach()

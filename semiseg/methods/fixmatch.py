@@ -13,10 +13,6 @@ class FixMatch(ConsistencyMethod):
 
     name = 'fixmatch'
 
-    def required_keys(self) -> tuple[str, ...]:
-        return ('img_x', 'mask_x', 'img_w', 'img_s1', 'ignore', 'box1', 'img_w_o', 'img_s1_o',
-                'ignore_o')
-
     def step(self, batch: dict, ctx: StepContext) -> StepResult:
         self.check_batch(batch)
         box = batch['box1']

@@ -10,7 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-IGNORE_INDEX = 255
+from semiseg.utils.labels import IGNORE_INDEX
+from semiseg.utils.modules import unwrap
+
 CONF_MODES = ('pixelwise', 'pixelratio', 'pixelavg')
 MCC_REDUCTIONS = ('mean', 'mean_valid', 'mean_all')
 CRITERIA = ('CELoss', 'mmseg', 'OHEM')
@@ -74,9 +76,7 @@ def head_loss(model: nn.Module) -> nn.Module | None:
     It is what the release's 'mmseg' criterion computes; heads without one (VLG, DLV3P) return
     None and 'mmseg' falls back to the CE their loss_decode would be.
     """
-    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        model = model.module
-    loss = getattr(getattr(model, 'decode_head', None), 'loss_decode', None)
+    loss = getattr(getattr(unwrap(model), 'decode_head', None), 'loss_decode', None)
     return loss if callable(loss) else None
 
 
@@ -149,17 +149,15 @@ def confidence_weighted_loss(loss_map: torch.Tensor, conf: torch.Tensor, ignore:
 def mmseg_unsupervised_loss(criterion: nn.Module, pred: torch.Tensor, target: torch.Tensor,
                             conf: torch.Tensor, ignore: torch.Tensor,
                             thresh: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The 'mmseg' criterion_u path (spec semivl §6.2 step 8).
-
-    The head's loss is computed on pseudo-labels set to 255 where not confident or padded, and
-    multiplied by the confident fraction #(conf >= thresh & valid) / #valid. Returns
-    (scaled loss, fraction).
+    """The 'mmseg' criterion_u path (google-research/semivl `train.py`, the `criterion_u == 'mmseg'`
+    branch): the head's loss on the *unmasked* argmax pseudo-labels (no confidence or padding mask:
+    the release passes them as they are; ZegCLIP's loss would read 255 as "no class"), multiplied by
+    the confident fraction #(conf >= thresh & valid) / #valid. Returns (scaled loss, fraction).
     """
     valid = ignore != IGNORE_INDEX
     keep = (conf >= thresh) & valid
-    masked = target.masked_fill(~keep, IGNORE_INDEX)
     fraction = keep.sum() / valid.sum().clamp_min(1)
-    return criterion(pred, masked) * fraction, fraction
+    return criterion(pred, target) * fraction, fraction
 
 
 def mcc_loss(pred: torch.Tensor, target: torch.Tensor, reduce: str = 'mean',

@@ -10,7 +10,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import StepContext, StepResult, unwrap
+from semiseg.utils.labels import IGNORE_INDEX
+from semiseg.utils.modules import unwrap
+
+from .base import StepContext, StepResult
 from .losses import MCC_REDUCTIONS, mcc_enabled, mcc_lambda, mcc_loss
 from .mixing import cutmix
 from .unimatch import LOSS_WEIGHTS, UniMatch
@@ -25,10 +28,10 @@ class SemiVL(UniMatch):
 
     def __init__(self, cfg: dict, model: nn.Module):
         super().__init__(cfg, model)
-        self.lam = cfg.get('maskclip_consistency_lambda', 0)
+        self.lam = cfg['maskclip_consistency_lambda']
         self.use_mcc = mcc_enabled(self.lam)
-        self.mcc_conf_thresh = float(cfg.get('mcc_conf_thresh', 0.75))
-        self.mcc_reduce = cfg.get('mcc_loss_reduce', 'mean')
+        self.mcc_conf_thresh = float(cfg['mcc_conf_thresh'])
+        self.mcc_reduce = cfg['mcc_loss_reduce']
         if self.mcc_reduce not in MCC_REDUCTIONS:
             raise ValueError(f'unknown mcc_loss_reduce {self.mcc_reduce!r}; valid: '
                              f'{", ".join(MCC_REDUCTIONS)}')
@@ -43,8 +46,8 @@ class SemiVL(UniMatch):
         labels = unwrap(self.model).guidance_labels(
             torch.cat((batch['img_w'], batch['img_w_o'])), self.mcc_conf_thresh)
         mclip, mclip_o = labels[:n], labels[n:]
-        mclip = mclip.masked_fill(batch['ignore'] == 255, 255)
-        mclip_o = mclip_o.masked_fill(batch['ignore_o'] == 255, 255)
+        mclip = mclip.masked_fill(batch['ignore'] == IGNORE_INDEX, IGNORE_INDEX)
+        mclip_o = mclip_o.masked_fill(batch['ignore_o'] == IGNORE_INDEX, IGNORE_INDEX)
         return mclip, mclip_o
 
     def step(self, batch: dict, ctx: StepContext) -> StepResult:
@@ -63,10 +66,10 @@ class SemiVL(UniMatch):
         lam = mcc_lambda(self.lam, ctx.iteration, ctx.total_iters)
         weights = dict(LOSS_WEIGHTS)
         weights.update({k: lam * w for k, w in MCC_WEIGHTS.items()})
-        valid = batch['ignore'] != 255
+        valid = batch['ignore'] != IGNORE_INDEX
         stats = {
             'mask_ratio': self.mask_ratio(f.conf_w, batch['ignore']),
-            'mcc_coverage': ((mclip != 255).sum() / valid.sum().clamp_min(1)).detach(),
+            'mcc_coverage': ((mclip != IGNORE_INDEX).sum() / valid.sum().clamp_min(1)).detach(),
             'mcc_lambda': lam,
         }
         visuals = {}

@@ -14,7 +14,7 @@ class Supervised(Method):
 
     def __init__(self, cfg: dict, model: nn.Module):
         super().__init__(cfg, model)
-        self.criterion_l = build_criterion(cfg.get('criterion', 'CELoss'), head_loss(model))
+        self.criterion_l = build_criterion(cfg['criterion'], head_loss(model))
 
     def step(self, batch: dict, ctx: StepContext) -> StepResult:
         self.check_batch(batch)

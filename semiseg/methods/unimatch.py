@@ -45,7 +45,7 @@ class UniMatch(ConsistencyMethod):
 
     def __init__(self, cfg: dict, model: nn.Module):
         super().__init__(cfg, model)
-        if not cfg.get('use_fp', True):
+        if not cfg['use_fp']:
             raise ValueError(f"method {self.name!r} needs use_fp: True (the release asserts it); "
                              "use method 'fixmatch' for training without feature perturbation")
         if type(self) is UniMatch and mcc_enabled(cfg.get('maskclip_consistency_lambda')):

@@ -1,14 +1,18 @@
-"""Build a segmentor from a run config (spec §3.1).
+"""Build a segmentor from a run config.
 
 The run config's `model` ('mmseg.<name>') selects `configs/models/<name>.py`, an mmseg-style
-config whose `model` dict names registered types. A model config may define its own
-`clip_encoder` dict (the tiny demo does); otherwise `cfg['clip_encoder']` names a config file
-whose `backbone` dict becomes the frozen guidance encoder.
+config whose `model` dict names registered types (google-research/semivl `model/builder.py`,
+`build_model`, for the VLM models). Text embeddings are resolved only for models whose head reads
+text (`uses_text`); a model config may define its own `clip_encoder` dict (the tiny demo does),
+otherwise `cfg['clip_encoder']` names a config file whose `backbone` dict becomes the frozen
+guidance encoder. Weight sources named `'clip'` in model configs become the configured CLIP
+ViT-B/16 weights (`semiseg.models.weights.clip_weights_source`).
 """
 from __future__ import annotations
 
 import copy
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +20,12 @@ import torch
 from mmengine.config import Config
 from mmseg.registry import MODELS
 
-from semiseg.models.concept_groups import concept_groups_for
+from semiseg.models.weights import CLIP_SOURCE, clip_weights_source
 
 logger = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / 'configs' / 'models'
-TEXT_PREFIX = {'pascal': 'voc12_wbg', 'cityscapes': 'cityscapes', 'coco': 'coco', 'ade': 'ade'}
+_MODEL_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_-]*$')
 
 
 class UnknownModel(KeyError):
@@ -37,8 +41,15 @@ def available_models() -> list[str]:
 
 
 def model_config_path(name: str) -> Path:
-    """The config file for 'mmseg.<name>' or '<name>'; the error lists what exists."""
+    """The config file for 'mmseg.<name>' or '<name>'; the error lists what exists.
+
+    A name is an identifier (letters, digits, - and _), never a path: mmengine executes the file,
+    so nothing outside configs/models/ may be reached through a run config.
+    """
     stem = name[len('mmseg.'):] if name.startswith('mmseg.') else name
+    if not _MODEL_NAME.match(stem):
+        raise UnknownModel(f'model {name!r} is not a model name (letters, digits, - and _ only, no paths); '
+                           f'available: {", ".join("mmseg." + m for m in available_models())}')
     path = CONFIG_DIR / f'{stem}.py'
     if not path.is_file():
         raise UnknownModel(f'unknown model {name!r}: no {path}. Available: '
@@ -65,8 +76,21 @@ def _strip_pretrained(module_cfg: dict | None) -> None:
             _strip_pretrained(value)
 
 
+def _resolve_clip_sources(module_cfg: Any, source: str) -> None:
+    """Replace every `pretrained='clip'` with the configured CLIP weight source (recursively)."""
+    if not isinstance(module_cfg, dict):
+        return
+    if module_cfg.get('pretrained') == CLIP_SOURCE:
+        module_cfg['pretrained'] = source
+    for value in module_cfg.values():
+        _resolve_clip_sources(value, source)
+
+
 def _set_img_size(model_cfg: dict, file_cfg: dict, crop: int) -> None:
-    """Backbone and head work at the crop size (spec §3.1 step 2)."""
+    """Backbone and head work at the crop size (semivl `model/builder.py`; AllSpark's decoder
+    takes `image_size` = the crop, xmed-lab/AllSpark `configs/*_allspark.yaml`)."""
+    if 'image_size' in model_cfg.get('decode_head', {}):
+        model_cfg['decode_head']['image_size'] = crop
     if 'img_size' not in file_cfg or file_cfg['img_size'] == crop:
         return
     if 'img_size' in model_cfg.get('backbone', {}):
@@ -87,11 +111,6 @@ def _clip_encoder_cfg(cfg: dict, file_cfg: dict) -> dict | None:
     return enc['backbone']
 
 
-def _mcc_variant(cfg: dict) -> str:
-    variant = cfg.get('mcc_text', 'same')
-    return cfg.get('text_embedding_variant', 'single') if variant == 'same' else variant
-
-
 def _concept_groups(cfg: dict, rows: int, nclass: int) -> list[list[int]] | None:
     if rows == nclass:
         return None
@@ -99,22 +118,33 @@ def _concept_groups(cfg: dict, rows: int, nclass: int) -> list[list[int]] | None
     if given is not None:
         return given
     from semiseg.models.text_embeddings import concept_groups
-    try:
-        groups = concept_groups(cfg, 'mcc')
-    except (KeyError, ValueError):  # unknown dataset/variant: fall back to the release tables
-        groups = None
-    stem = f"{TEXT_PREFIX.get(cfg.get('dataset'), cfg.get('dataset'))}_{_mcc_variant(cfg)}"
-    groups = groups if groups is not None else concept_groups_for(stem)
+    groups = concept_groups(cfg, 'mcc')
     if groups is None:
         raise ValueError(f'the mcc text embedding has {rows} rows for {nclass} classes and no '
-                         f'class->concept grouping is known for {stem!r}; set '
-                         "model_args.mcc_concept_groups (list of row-index lists per class)")
+                         'class->concept grouping is known for it; set model_args.mcc_concept_groups '
+                         '(list of row-index lists per class)')
     return groups
 
 
 def _resolve_text(cfg: dict, which: str) -> torch.Tensor:
     from semiseg.models.text_embeddings import resolve_text_embedding
     return resolve_text_embedding(cfg, which)
+
+
+def _text_inputs(cfg: dict, model_cfg: dict, file_cfg: dict, text_embedding, mcc_text_embedding) -> None:
+    """Text embeddings and the guidance encoder of a vision-language segmentor, where used."""
+    head_cls = MODELS.get(model_cfg['decode_head']['type'])
+    if getattr(head_cls, 'uses_text', False):
+        model_cfg['text_embedding'] = text_embedding if text_embedding is not None else _resolve_text(cfg, 'text')
+    clip_cfg = _clip_encoder_cfg(cfg, file_cfg)
+    if clip_cfg is None:
+        return
+    if cfg.get('mcc_fix_resize_pos') and 'img_size' in clip_cfg:
+        clip_cfg['img_size'] = (cfg['crop_size'], cfg['crop_size'])  # semivl mcc_fix_resize_pos
+    model_cfg['clip_encoder'] = clip_cfg
+    mcc = torch.as_tensor(mcc_text_embedding if mcc_text_embedding is not None else _resolve_text(cfg, 'mcc'))
+    model_cfg['mcc_text_embedding'] = mcc
+    model_cfg['mcc_concept_groups'] = _concept_groups(cfg, mcc.shape[0], cfg['nclass'])
 
 
 def build_segmentor(cfg: dict, pretrained: bool = True,
@@ -136,28 +166,15 @@ def build_segmentor(cfg: dict, pretrained: bool = True,
     model_cfg = copy.deepcopy(file_cfg['model'])
     model_cfg['decode_head']['num_classes'] = cfg['nclass']
     _set_img_size(model_cfg, file_cfg, cfg['crop_size'])
+    if getattr(MODELS.get(model_cfg['type']), 'vision_language', False):
+        _text_inputs(cfg, model_cfg, file_cfg, text_embedding, mcc_text_embedding)
+    model_cfg.update(dict(cfg.get('model_args') or {}))
+    model_cfg['disable_dropout'] = bool(cfg['disable_dropout'])
+    model_cfg['fp_rate'] = float(cfg['fp_rate'])
 
-    clip_cfg = _clip_encoder_cfg(cfg, file_cfg)
-    if clip_cfg is not None and cfg.get('mcc_fix_resize_pos') and 'img_size' in clip_cfg:
-        clip_cfg['img_size'] = (cfg['crop_size'], cfg['crop_size'])  # spec §2.6
-    if clip_cfg is not None:
-        model_cfg['clip_encoder'] = clip_cfg
-    model_args = dict(cfg.get('model_args') or {})
-    model_cfg.update(model_args)
-    model_cfg['disable_dropout'] = bool(cfg.get('disable_dropout', False))
-    model_cfg['fp_rate'] = float(cfg.get('fp_rate', 0.5))
-
-    if text_embedding is None:
-        text_embedding = _resolve_text(cfg, 'text')
-    if mcc_text_embedding is None and clip_cfg is not None:
-        mcc_text_embedding = _resolve_text(cfg, 'mcc')
-    model_cfg['text_embedding'] = text_embedding
-    if mcc_text_embedding is not None:
-        mcc = torch.as_tensor(mcc_text_embedding)
-        model_cfg['mcc_text_embedding'] = mcc
-        model_cfg['mcc_concept_groups'] = _concept_groups(cfg, mcc.shape[0], cfg['nclass'])
-
-    if not pretrained:
+    if pretrained:
+        _resolve_clip_sources(model_cfg, clip_weights_source(cfg))
+    else:
         for key in ('backbone', 'clip_encoder', 'conv_encoder', 'decode_head'):
             _strip_pretrained(model_cfg.get(key))
     model = MODELS.build(model_cfg)

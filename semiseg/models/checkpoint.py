@@ -9,32 +9,21 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
-import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn as nn
 
+from semiseg.utils.checkpoint_io import CheckpointError, read_checkpoint
+from semiseg.utils.modules import unwrap
+
+__all__ = ['CheckpointError', 'extract_state_dict', 'load_checkpoint', 'load_state_dict_checked']
+
 logger = logging.getLogger(__name__)
 
 GUIDANCE_PREFIX = 'clip_encoder.'
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that is unreadable or does not fit the model."""
-
-
-def _read(path: Path) -> Any:
-    if not path.is_file():
-        raise CheckpointError(f'checkpoint {path} does not exist')
-    try:
-        return torch.load(path, map_location='cpu', weights_only=False)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile,
-            ValueError, AttributeError, ModuleNotFoundError) as err:
-        raise CheckpointError(f'cannot read {path} as a torch checkpoint ({type(err).__name__}: '
-                              f'{err}); is the file complete and written by torch.save?') from err
 
 
 def extract_state_dict(obj: Any, source: str = 'checkpoint') -> dict[str, torch.Tensor]:
@@ -95,14 +84,21 @@ def load_state_dict_checked(model: nn.Module, state_dict: Mapping[str, torch.Ten
     model.load_state_dict(sd, strict=False)
 
 
-def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> dict[str, Any]:
+def load_checkpoint(model: nn.Module, path: str | os.PathLike, trust: bool = False) -> dict[str, Any]:
     """Load the model weights of `path` into `model` (DDP-wrapped or not).
 
-    Returns the loaded checkpoint object as a dict (optimizer etc. for the caller to use).
+    Release checkpoints are renamed to our keys by the model's `convert_release_state_dict` when
+    it has one (e.g. AllSpark's `decoder.` -> `decode_head.`). `trust=True` allows a file that
+    needs full unpickling (see `semiseg.utils.checkpoint_io`). Returns the loaded checkpoint
+    object as a dict (optimizer etc. for the caller to use).
     """
     path = Path(path).expanduser()
-    obj = _read(path)
+    obj = read_checkpoint(path, trust=trust)
     sd = extract_state_dict(obj, str(path))
-    load_state_dict_checked(getattr(model, 'module', model), sd, str(path))
+    net = unwrap(model)
+    convert = getattr(net, 'convert_release_state_dict', None)
+    if convert is not None:
+        sd = convert(sd)
+    load_state_dict_checked(net, sd, str(path))
     logger.info('loaded %d tensors from %s', len(sd), path)
     return obj if isinstance(obj, dict) and 'model' in obj else {'model': sd}

@@ -18,6 +18,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmseg.registry import MODELS
 
+from semiseg.utils.labels import IGNORE_INDEX
+
 
 def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, num_masks: float,
                        alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
@@ -52,7 +54,7 @@ class SegLossPlus(nn.Module):
 
     def __init__(self, num_classes: int | None = None, dec_layers: int = 3,
                  mask_weight: float = 20.0, dice_weight: float = 1.0, loss_weight: float = 1.0,
-                 ignore_index: int = 255) -> None:
+                 ignore_index: int = IGNORE_INDEX) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.dec_layers = dec_layers  # aux outputs are never passed in the release

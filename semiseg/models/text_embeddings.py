@@ -19,23 +19,23 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
-from semiseg.data import class_definitions as defs
+from semiseg.data.datasets import DATASETS, dataset_info
+from semiseg.data.errors import DataError
 from semiseg.models import weights as W
+from semiseg.utils.files import atomic_write
 
 logger = logging.getLogger(__name__)
 
 PROMPT = 'a photo of a {}'
-TEXT_PREFIX = {'pascal': 'voc12_wbg', 'cityscapes': 'cityscapes', 'coco': 'coco', 'ade': 'ade'}
 CFG_KEY = {'text': 'text_embedding_variant', 'mcc': 'mcc_text', 'pl': 'pl_text'}
 ENV_DIR = 'SEMISEG_TEXT_EMBEDDINGS'
-ENV_CLIP = 'SEMISEG_CLIP_WEIGHTS'
 _VARIANT_RE = re.compile(r'^(single|concept(\d+)_single|conceptavg(\d+)_single)$')
 
 
@@ -66,7 +66,7 @@ def parse_variant(name: str) -> Variant:
 
 def text_prefix(dataset: str) -> str:
     """File prefix of a dataset (pascal -> voc12_wbg; custom datasets use their own name)."""
-    return TEXT_PREFIX.get(dataset, dataset)
+    return DATASETS[dataset].text_prefix if dataset in DATASETS else dataset
 
 
 def embedding_filename(dataset: str, variant: str) -> str:
@@ -75,35 +75,23 @@ def embedding_filename(dataset: str, variant: str) -> str:
 
 
 def class_names(dataset: str, data_root: str | os.PathLike | None = None) -> list[str]:
-    """Prompt names of a dataset: built-in lists, else ``{data_root}/classes.txt``."""
-    if dataset in defs.CLASS_NAMES:
-        return list(defs.CLASS_NAMES[dataset])
-    if data_root is not None:
-        path = Path(os.path.expanduser(str(data_root))) / 'classes.txt'
-        if path.is_file():
-            names = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
-            if names:
-                return names
+    """Prompt names of a dataset: the registry's, else ``{data_root}/classes.txt``."""
     try:
-        from semiseg.data.datasets import DATASETS  # the data package's registry, if present
-        if dataset in DATASETS:
-            return list(DATASETS[dataset].class_names)
-    except ImportError:
-        pass
-    raise TextEmbeddingError(
-        f'no class names for dataset {dataset!r}: write one class name per line to '
-        f'{data_root}/classes.txt (or pass a text embedding .npy file)')
+        return list(dataset_info(dataset, data_root).prompts)
+    except DataError as err:
+        raise TextEmbeddingError(f'no class names for dataset {dataset!r}: {err} (or pass a text '
+                                 'embedding .npy file)') from None
 
 
 def class_concepts(dataset: str, k: int) -> list[list[str]]:
     """Nested concept lists (one list per class) of definition set ``k``."""
-    try:
-        return [list(c) for c in defs.CLASS_CONCEPTS[dataset][k]]
-    except KeyError:
-        known = {d: sorted(v) for d, v in defs.CLASS_CONCEPTS.items()}
+    concepts = DATASETS[dataset].concepts if dataset in DATASETS else {}
+    if k not in concepts:
+        known = {d: sorted(i.concepts) for d, i in DATASETS.items() if i.concepts}
         raise TextEmbeddingError(
             f'no class definitions concept{k} for dataset {dataset!r} (known: {known}); add them '
-            f'to semiseg/data/class_definitions.py') from None
+            f'to semiseg/data/class_definitions.py and the dataset registry')
+    return [list(c) for c in concepts[k]]
 
 
 def groups_from_concepts(nested: Sequence[Sequence[str]]) -> list[list[int]]:
@@ -179,12 +167,7 @@ def compute_text_embedding(dataset: str, variant: str, model: torch.nn.Module,
 
 
 def save_embedding(array: np.ndarray, path: str | os.PathLike) -> Path:
-    path = Path(os.path.expanduser(str(path)))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp.npy')
-    np.save(tmp, array.astype(np.float16))
-    os.replace(tmp, path)
-    return path
+    return atomic_write(os.path.expanduser(str(path)), lambda f: np.save(f, array.astype(np.float16)))
 
 
 # --------------------------------------------------------------------------- resolution
@@ -222,7 +205,7 @@ def _missing_help(reason: str, name: str = '<prefix>_<variant>.npy') -> str:
             f'Either copy the SemiVL release file configs/_base_/datasets/text_embedding/{name} '
             f'into {{data_root}}/text_embedding/, ${ENV_DIR} or {cache_dir()}, or compute it with '
             f'`python -m semiseg.tools.text_embeddings --dataset <dataset> --variant <variant> '
-            f'--clip /path/to/ViT-B-16.pt` (or set ${ENV_CLIP} to a CLIP checkpoint).')
+            f'--clip /path/to/ViT-B-16.pt` (or set ${W.ENV_CLIP} to a CLIP checkpoint).')
 
 
 def _expected_rows(cfg: Mapping, variant: str) -> int | None:
@@ -255,7 +238,7 @@ def load_or_compute(cfg: Mapping, which: str = 'text', clip_source: str | None =
             return array.astype(np.float16)
     if value.endswith('.npy'):
         raise TextEmbeddingError(f'text embedding file not found: {paths[0]}')
-    source = clip_source or os.environ.get(ENV_CLIP) or 'openai'
+    source = clip_source or W.clip_weights_source(cfg)
     name = embedding_filename(cfg['dataset'], value)
     logger.info('text embedding %s not found in %s; computing it with CLIP (%s)',
                 name, [str(p.parent) for p in paths], source)

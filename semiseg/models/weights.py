@@ -18,21 +18,40 @@ import math
 import os
 import re
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from semiseg.utils.files import atomic_torch_save
+from semiseg.utils.pos_embed import resize_pos_embed
 
 logger = logging.getLogger(__name__)
 
 CLIP_MODEL_NAME = 'ViT-B-16'
+CLIP_SOURCE = 'clip'                      # model configs: "the configured CLIP ViT-B/16 weights"
+ENV_CLIP = 'SEMISEG_CLIP_WEIGHTS'         # a local CLIP checkpoint for every run and tool
+RELEASE_CLIP_PATH = 'pretrained/ViT-B-16.pt'   # where the SemiVL release expects the file
+OPENAI_URL = ('https://openaipublic.azureedge.net/clip/models/'
+              '5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt')
 HOW_TO_PROVIDE = (
-    'Provide CLIP ViT-B/16 weights as a local file: the OpenAI checkpoint ViT-B-16.pt '
-    '(https://openaipublic.azureedge.net/clip/models/5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt), '
-    'an open_clip checkpoint of ViT-B-16 (pretrained=openai), or a converted backbone file written '
-    'by `python -m semiseg.tools.convert_clip --src <checkpoint> --out <file>`.')
+    'Either allow the open_clip download (internet on first use, then cached), or point '
+    f'--cfg-options clip_weights=PATH or ${ENV_CLIP} at a local file: the OpenAI checkpoint ViT-B-16.pt '
+    f'({OPENAI_URL}), an open_clip ViT-B-16 (openai) checkpoint, or a file written by '
+    '`python -m semiseg.tools.convert_clip`.')
+
+
+def clip_weights_source(cfg: Mapping | None = None) -> str:
+    """Where CLIP ViT-B/16 weights come from: the run's `clip_weights` option, else
+    `$SEMISEG_CLIP_WEIGHTS`, else the release's `pretrained/ViT-B-16.pt` when it exists, else
+    `'openai'` (open_clip's hub download, cached)."""
+    explicit = (cfg or {}).get('clip_weights') or os.environ.get(ENV_CLIP)
+    if explicit:
+        return str(explicit)
+    if Path(RELEASE_CLIP_PATH).is_file():
+        return RELEASE_CLIP_PATH
+    return 'openai'
 
 
 class WeightsError(ValueError):
@@ -85,13 +104,12 @@ def read_checkpoint_state_dict(path: str | os.PathLike) -> dict[str, torch.Tenso
 
 
 def openai_clip_state_dict(model_name: str = CLIP_MODEL_NAME) -> dict[str, torch.Tensor]:
-    """Full OpenAI-format CLIP state dict through open_clip's hub download (needs internet)."""
-    import open_clip
-
+    """Full OpenAI-format CLIP state dict through open_clip's hub download (needs internet once)."""
     try:
+        import open_clip
         model = open_clip.create_model(model_name, pretrained='openai',
                                        force_quick_gelu=True)  # OpenAI CLIP uses QuickGELU
-    except Exception as err:  # noqa: BLE001 - any download/cache failure gets one clear message
+    except Exception as err:  # noqa: BLE001 - any import/download/cache failure gets one clear message
         raise WeightsError(
             f'could not obtain the OpenAI {model_name} weights through open_clip ({err}). '
             f'{HOW_TO_PROVIDE}') from err
@@ -165,39 +183,10 @@ def clip_backbone_state_dict(source: str | os.PathLike) -> dict[str, torch.Tenso
 
 def save_converted(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike) -> Path:
     """Write ``{'meta': {}, 'state_dict': ...}`` (the release's converted-checkpoint format)."""
-    path = Path(os.path.expanduser(str(path)))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + '.tmp')
-    torch.save({'meta': {}, 'state_dict': dict(state_dict)}, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_torch_save({'meta': {}, 'state_dict': dict(state_dict)}, os.path.expanduser(str(path)))
 
 
 # --------------------------------------------------------------------------- loading (§2.5, §2.6)
-
-def resize_pos_embed(pos_embed: torch.Tensor, dst_hw: tuple[int, int],
-                     src_hw: tuple[int, int] | None = None, mode: str = 'bicubic') -> torch.Tensor:
-    """Resize a (1, 1+h*w, C) position embedding to dst_hw, keeping the cls row in front.
-
-    ``src_hw`` defaults to a square grid (√(L−1)); interpolation uses align_corners=False.
-    """
-    if pos_embed.dim() != 3 or pos_embed.shape[0] != 1:
-        raise WeightsError(f'pos_embed must be (1, 1+h*w, C), got {tuple(pos_embed.shape)}')
-    n = pos_embed.shape[1] - 1
-    if src_hw is None:
-        side = int(round(math.sqrt(n)))
-        if side * side != n:
-            raise WeightsError(f'pos_embed with {n} patch rows is not a square grid; pass src_hw')
-        src_hw = (side, side)
-    if tuple(src_hw) == tuple(dst_hw):
-        return pos_embed
-    cls_row, grid = pos_embed[:, :1], pos_embed[:, 1:]
-    c = grid.shape[-1]
-    grid = grid.reshape(1, src_hw[0], src_hw[1], c).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid.float(), size=tuple(dst_hw), mode=mode, align_corners=False)
-    grid = grid.permute(0, 2, 3, 1).reshape(1, dst_hw[0] * dst_hw[1], c).to(pos_embed.dtype)
-    return torch.cat([cls_row, grid], dim=1)
-
 
 def _as_pair(x: object) -> tuple[int, int] | None:
     if isinstance(x, int):
@@ -226,8 +215,9 @@ def adapt_backbone_state_dict(state_dict: Mapping[str, torch.Tensor],
     sd = {k.replace('backbone.', ''): v for k, v in state_dict.items()}
     if 'pos_embed' in sd and 'pos_embed' in own and sd['pos_embed'].shape != own['pos_embed'].shape:
         dst = target_grid(module, own['pos_embed'].shape[1] - 1)
+        src = target_grid(None, sd['pos_embed'].shape[1] - 1)
         logger.info('resizing pos_embed %s -> grid %s (bicubic)', tuple(sd['pos_embed'].shape), dst)
-        sd['pos_embed'] = resize_pos_embed(sd['pos_embed'], dst)
+        sd['pos_embed'] = resize_pos_embed(sd['pos_embed'], src, dst)
     if 'proj.weight' in sd and 'proj.weight' in own and sd['proj.weight'].dim() == 2 \
             and own['proj.weight'].dim() == 4:
         sd['proj.weight'] = sd['proj.weight'][:, :, None, None]

@@ -13,23 +13,33 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from semiseg.data import DataError
+from semiseg.data.build import dataset_dir
+from semiseg.data.datasets import dataset_info
+from semiseg.data.semi_dataset import AugConfig, SemiDataset
+from semiseg.data.splits import missing_split_hint, read_split, split_files
+from semiseg.engine.distributed import resolve_device
+from semiseg.evaluation import build_eval_loader, evaluate
+from semiseg.evaluation.inference import predict
+from semiseg.experiments.registry import get_runs
+from semiseg.models.builder import build_segmentor
+from semiseg.models.checkpoint import CheckpointError, load_checkpoint
+
 logger = logging.getLogger(__name__)
 
 
 def val_dataset(cfg: dict) -> Dataset:
     """The validation set of a run config alone (the training lists need not exist)."""
-    from semiseg.data import AugConfig, SemiDataset, dataset_info, resolve_data_root
-    from semiseg.data.splits import missing_split_hint, read_split, split_files
-
-    root = resolve_data_root(cfg)
+    root = dataset_dir(cfg)
     if cfg['dataset'] == 'toy':
         from semiseg.data.toy import ensure_toy_dataset
         ensure_toy_dataset(root)
@@ -46,7 +56,6 @@ class PredictionWriter:
     """
 
     def __init__(self, ids: list[str], out_dir: Path, palette: np.ndarray, save_logits: bool) -> None:
-        from semiseg.evaluation.inference import predict
         self._predict: Callable = predict
         self.ids, self.out_dir, self.palette, self.save_logits = ids, Path(out_dir), palette, save_logits
         self.count = 0
@@ -66,21 +75,16 @@ class PredictionWriter:
 
 
 def evaluate_checkpoint(cfg: dict, checkpoint: Path, device: torch.device, pred_dir: Path | None = None,
-                        save_logits: bool = False) -> dict[str, Any]:
+                        save_logits: bool = False, trust: bool = False) -> dict[str, Any]:
     """mIoU of `checkpoint` on cfg's val set: {'miou', 'per_class_iou': {name: iou}} (percent)."""
-    from semiseg.data import dataset_info, resolve_data_root
-    from semiseg.evaluation import build_eval_loader, evaluate
-    from semiseg.models import build_segmentor
-    from semiseg.models.checkpoint import load_checkpoint
-
     dataset = val_dataset(cfg)
-    info = dataset_info(cfg['dataset'], resolve_data_root(cfg))
+    info = dataset_info(cfg['dataset'], dataset_dir(cfg))
     model = build_segmentor(cfg, pretrained=False).to(device)
-    load_checkpoint(model, checkpoint)
+    load_checkpoint(model, checkpoint, trust=trust)
     loader = build_eval_loader(dataset, distributed=False)
     writer = None
     if pred_dir is not None:
-        ids = [str(dataset[i][2]) for i in range(len(dataset))] if not hasattr(dataset, 'entries') \
+        ids = [str(dataset[i]['id']) for i in range(len(dataset))] if not hasattr(dataset, 'entries') \
             else [e.image for e in dataset.entries]
         writer = PredictionWriter(ids, pred_dir, info.palette, save_logits)
     res = evaluate(model, loader, cfg, device, predict_fn=writer)
@@ -99,22 +103,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--save-logits', action='store_true', help='also write float16 logits (.npy) to --pred-dir')
     parser.add_argument('--data-root', help='folder holding the datasets (default: SEMISEG_DATA or ~/data)')
     parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
+    parser.add_argument('--trust-checkpoint', action='store_true',
+                        help='allow a checkpoint that needs full unpickling (can run code from the file)')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='[%(asctime)s][%(levelname)s] %(message)s')
     if args.save_logits and args.pred_dir is None:
         parser.error('--save-logits needs --pred-dir')
-
-    from semiseg.data import DataError
-    from semiseg.engine.distributed import resolve_device
-    from semiseg.experiments.registry import get_runs
-    from semiseg.models.checkpoint import CheckpointError
     try:
         runs = get_runs(args.exp, data_root=args.data_root)
         if not 0 <= args.run < len(runs):
             raise ValueError(f'experiment {args.exp} has runs 0..{len(runs) - 1}, not {args.run}')
         cfg = runs[args.run]
         res = evaluate_checkpoint(cfg, args.checkpoint.expanduser(), resolve_device(args.device),
-                                  args.pred_dir, args.save_logits)
+                                  args.pred_dir, args.save_logits, args.trust_checkpoint)
     except (CheckpointError, DataError, KeyError, ValueError, RuntimeError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1

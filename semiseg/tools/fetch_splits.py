@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import urllib.error
 import urllib.request
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from semiseg.data.datasets import DATASETS
 from semiseg.data.errors import DataError
+from semiseg.utils.files import atomic_write_bytes
 from third_party import splits as official
 
 logger = logging.getLogger(__name__)
@@ -44,13 +44,6 @@ def _read_source(dataset: str, rel: str, source_dir: Path | None) -> bytes | Non
     if path.is_file():
         return path.read_bytes()
     return None
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def fetch_splits(dataset: str, data_root: str | Path = '~/data',
@@ -100,7 +93,7 @@ def fetch_splits(dataset: str, data_root: str | Path = '~/data',
         verified[rel] = data
 
     for rel, data in verified.items():
-        _write_atomic(dest / rel, data)
+        atomic_write_bytes(dest / rel, data)
     if skipped:
         logger.warning('%d unverified list(s) not found in %s: %s. %s', len(skipped), src,
                        ', '.join(skipped), official.UNVERIFIED_NOTE)

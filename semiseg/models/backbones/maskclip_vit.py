@@ -7,28 +7,16 @@ token-mixing attention by its value projection so every patch keeps its own CLIP
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmseg.registry import MODELS
 
+from semiseg.utils.pos_embed import resize_pos_embed
+
 logger = logging.getLogger(__name__)
-
-
-def resize_pos_embed(pos_embed: torch.Tensor, src_hw: tuple[int, int],
-                     dst_hw: tuple[int, int], mode: str = 'bicubic') -> torch.Tensor:
-    """Resize a (1, 1+h*w, C) position embedding to a new grid, keeping the cls row (ac=False)."""
-    if tuple(src_hw) == tuple(dst_hw):
-        return pos_embed
-    cls_row = pos_embed[:, :1]
-    channels = pos_embed.shape[-1]
-    grid = pos_embed[:, -src_hw[0] * src_hw[1]:]
-    grid = grid.reshape(1, src_hw[0], src_hw[1], channels).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid, size=tuple(dst_hw), mode=mode, align_corners=False)
-    grid = grid.flatten(2).transpose(1, 2)
-    return torch.cat([cls_row, grid], dim=1)
 
 
 class PatchEmbed(nn.Module):

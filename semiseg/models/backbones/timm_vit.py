@@ -13,7 +13,7 @@ In eval mode a non-img_size input is first resized bilinearly (ac=False) to img_
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from mmseg.registry import MODELS
 
 from semiseg.models import weights as W
+from semiseg.utils.pos_embed import resize_pos_embed
 
 logger = logging.getLogger(__name__)
 
@@ -149,10 +150,8 @@ class VPTCLIPVisionTransformer(nn.Module):
         pos = sd.get('positional_embedding')
         if pos is not None and pos.shape != self.positional_embedding.shape:
             src = int(round(math.sqrt(pos.shape[0] - 1)))
-            grid = pos[1:].reshape(1, src, src, -1).permute(0, 3, 1, 2)
-            grid = F.interpolate(grid, size=(self.spatial_size, self.spatial_size), mode='bilinear',
-                                 align_corners=False)
-            sd['positional_embedding'] = torch.cat([pos[:1], grid.flatten(2)[0].t()], dim=0)
+            dst = (self.spatial_size, self.spatial_size)
+            sd['positional_embedding'] = resize_pos_embed(pos[None], (src, src), dst, 'bilinear')[0]
         own = self.state_dict()
         bad = [k for k, v in sd.items() if k in own and own[k].shape != v.shape]
         if bad:
@@ -172,9 +171,8 @@ class VPTCLIPVisionTransformer(nn.Module):
         x = torch.cat([cls, x], dim=1)
         pos = self.positional_embedding.to(x.dtype)
         cls_pos = pos[:1] + self.class_embedding.to(x.dtype)
-        grid = pos[1:].reshape(1, self.spatial_size, self.spatial_size, c).permute(0, 3, 1, 2)
-        grid = F.interpolate(grid, size=(h, w), mode='bilinear', align_corners=False)
-        x = x + torch.cat([cls_pos[None], grid.flatten(2).transpose(1, 2)], dim=1)
+        grid = resize_pos_embed(pos[None], (self.spatial_size,) * 2, (h, w), 'bilinear')[:, 1:]
+        x = x + torch.cat([cls_pos[None], grid], dim=1)
         x = self.ln_pre(x)
         x = torch.cat([x[:, :1], self._prompt(self.prompt_embeddings, b), x[:, 1:]], dim=1)
         x = x.transpose(0, 1)  # (L, B, C)

@@ -16,7 +16,7 @@ built and exposed for the trainer's 'mmseg' criterion.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -91,6 +91,8 @@ class TPNDecoder(nn.Module):
 @MODELS.register_module()
 class ATMSingleHeadSeg(nn.Module):
     """ATM decoder: ``inputs = [[features, cls], text, conv]`` -> (B, N, S, S) mask logits."""
+
+    uses_text = True   # class queries are built from the text embeddings
 
     def __init__(self,
                  img_size: int,

@@ -9,7 +9,7 @@ default init, as in the release (init_cfg None).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -61,6 +61,8 @@ class DLV3PHead(nn.Module):
     Returns (B, N, S, S) logits at the square img_size, or {'pred_masks': ...} with
     ``force_output_pred_masks``.
     """
+
+    uses_text = False   # plain per-class logits; the text slot of the inputs is ignored
 
     def __init__(self,
                  img_size: int,

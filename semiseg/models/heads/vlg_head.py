@@ -6,7 +6,7 @@ semantic reasoning (transformers across class tokens at pooled locations, text c
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -120,6 +120,8 @@ class VLGHead(nn.Module):
     Returns `{'pred_masks': (B, N, img_size, img_size)}` (with `force_output_pred_masks`) or the
     raw (B, N, h', w') logits.
     """
+
+    uses_text = True   # the builder resolves class-name text embeddings for this head
 
     def __init__(self,
                  img_size: int,

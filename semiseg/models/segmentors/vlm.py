@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -11,13 +11,11 @@ from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
 
 from semiseg.models.backbones.maskclip_vit import freeze_for_spatial_finetuning
+from semiseg.utils.imaging import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
+from semiseg.utils.labels import IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 FINETUNE_MODES = ('full', 'attn_pos')
 
 
@@ -46,8 +44,11 @@ class VLMSegmentor(EncoderDecoder):
     gives MaskCLIP pseudo-labels from the frozen `clip_encoder` (255 below `t`).
 
     Text embeddings are non-persistent buffers, so the state dict holds exactly the release's
-    keys (backbone, decode_head, clip_encoder, conv_encoder, in that order).
+    keys (backbone, decode_head, clip_encoder, conv_encoder, in that order). Heads that do not read
+    text (`uses_text = False`, the DeepLabv3+ ablations) need none.
     """
+
+    vision_language = True   # the builder gives it text embeddings and a guidance encoder
 
     def __init__(self,
                  backbone: dict,
@@ -98,7 +99,7 @@ class VLMSegmentor(EncoderDecoder):
         """Heads need not subclass mmseg's BaseDecodeHead; read what we need defensively."""
         self.decode_head = MODELS.build(decode_head)
         self.align_corners = getattr(self.decode_head, 'align_corners', False)
-        self.num_classes = getattr(self.decode_head, 'num_classes')
+        self.num_classes = self.decode_head.num_classes
         self.out_channels = getattr(self.decode_head, 'out_channels', self.num_classes)
 
     def _check_text(self) -> None:
@@ -144,7 +145,7 @@ class VLMSegmentor(EncoderDecoder):
 
     def extract_feat(self, inputs: torch.Tensor) -> list:
         """[backbone_out, text, conv_feats or None] (spec §3.3)."""
-        if self.text_embedding is None:
+        if self.text_embedding is None and getattr(self.decode_head, 'uses_text', True):
             raise RuntimeError('VLMSegmentor has no text embedding; build it with '
                                'text_embedding=<(N, 512) tensor>')
         feats = self.backbone(self._clip_input(inputs))
@@ -215,5 +216,5 @@ class VLMSegmentor(EncoderDecoder):
         cos = self.guidance_logits(images)  # the encoder is kept in eval mode by train()
         cos = F.interpolate(cos, size=images.shape[-2:], mode='bilinear', align_corners=False)
         conf, label = (100.0 * cos).softmax(dim=1).max(dim=1)
-        label[conf < conf_thresh] = 255
+        label[conf < conf_thresh] = IGNORE_INDEX
         return label

@@ -1,0 +1,83 @@
+"""The method registry: every fact about a training method in one `MethodInfo`.
+
+Run naming, config generation, the data layer (which batch views to build) and the engine (which
+loaders to zip) read it. Light on purpose (no torch): the implementation class is named by a
+'module:Class' string and imported by `build_method`.
+
+Batch views (keys of the dicts the datasets return; ARCHITECTURE.md §5):
+- labeled: `img_x` (geometric augmentation only), `img_x_s` (plus a strong photometric view:
+  AllSpark), `mask_x`;
+- unlabeled: `img_w` (weak view), `img_s1`, `img_s2` (strong views), `ignore` (255 on padding),
+  `box1`, `box2` (CutMix boxes);
+- partner: unlabeled views of a second stream with the same image ids, keys suffixed `_o`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LABELED_VIEWS = ('img_x', 'img_x_s', 'mask_x')
+UNLABELED_VIEWS = ('img_w', 'img_s1', 'img_s2', 'ignore', 'box1', 'box2')
+# the pseudo-label keys a method may read, in the release configs' order
+PSEUDO_LABEL_KEYS = ('use_fp', 'conf_mode', 'conf_thresh', 'pleval')
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """What the rest of the system needs to know about a training method."""
+
+    name: str                                   # the run config's `method` value
+    abbrev: str                                 # in run names (semivl -> svl)
+    impl: str                                   # 'module:Class' of the Method subclass
+    description: str                            # one line for --list-methods and docs
+    labeled_views: tuple[str, ...] = ('img_x', 'mask_x')
+    unlabeled_views: tuple[str, ...] = ()       # empty: a labeled-only method
+    partner_views: tuple[str, ...] = ()         # empty: no second unlabeled stream
+    pseudo_label_keys: tuple[str, ...] = ()     # which of PSEUDO_LABEL_KEYS it reads
+
+    def __post_init__(self) -> None:
+        bad = [v for v in self.labeled_views if v not in LABELED_VIEWS]
+        bad += [v for v in self.unlabeled_views + self.partner_views if v not in UNLABELED_VIEWS]
+        bad += [k for k in self.pseudo_label_keys if k not in PSEUDO_LABEL_KEYS]
+        if bad:
+            raise ValueError(f'method {self.name}: unknown views or keys {bad}')
+
+    @property
+    def uses_unlabeled(self) -> bool:
+        return bool(self.unlabeled_views)
+
+    @property
+    def uses_partner(self) -> bool:
+        return bool(self.partner_views)
+
+    @property
+    def batch_keys(self) -> tuple[str, ...]:
+        """Every key of the batch dict the method's `step` receives."""
+        return self.labeled_views + self.unlabeled_views + tuple(f'{v}_o' for v in self.partner_views)
+
+
+_ALL_U = UNLABELED_VIEWS
+_PARTNER = ('img_w', 'img_s1', 'img_s2', 'ignore')
+
+METHODS: dict[str, MethodInfo] = {m.name: m for m in (
+    MethodInfo('supervised', 'sup', 'semiseg.methods.supervised:Supervised',
+               'labeled cross-entropy only (UniMatch supervised.py)'),
+    MethodInfo('fixmatch', 'fm', 'semiseg.methods.fixmatch:FixMatch',
+               'FixMatch with CutMix: one strong view (UniMatch fixmatch.py)',
+               unlabeled_views=('img_w', 'img_s1', 'ignore', 'box1'),
+               partner_views=('img_w', 'img_s1', 'ignore'),
+               pseudo_label_keys=('conf_mode', 'conf_thresh', 'pleval')),
+    MethodInfo('unimatch', 'um', 'semiseg.methods.unimatch:UniMatch',
+               'UniMatch: dual strong views + feature perturbation (CVPR 2023)',
+               unlabeled_views=_ALL_U, partner_views=_PARTNER, pseudo_label_keys=PSEUDO_LABEL_KEYS),
+    MethodInfo('semivl', 'svl', 'semiseg.methods.semivl:SemiVL',
+               'SemiVL: UniMatch + MaskCLIP consistency guidance (ECCV 2024)',
+               unlabeled_views=_ALL_U, partner_views=_PARTNER, pseudo_label_keys=PSEUDO_LABEL_KEYS),
+)}
+
+
+def method_info(name: str) -> MethodInfo:
+    """The registry entry of `name`; the error lists the known methods."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f'unknown method {name!r}; known methods: {", ".join(METHODS)}') from None
