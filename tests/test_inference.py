@@ -110,4 +110,4 @@ def test_errors():
         predict(m, image(8, 8), 'zegclip_sliding_window', 8)
     with pytest.raises(ValueError, match=r'\(B, 3, H, W\)'):
         predict(m, torch.zeros(3, 8, 8), 'original', 8)
-    assert len(MODES) == 5
+    assert len(MODES) == 6

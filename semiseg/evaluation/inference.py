@@ -7,17 +7,30 @@
 - `zegclip_sliding_window`: **logits** averaged over the windows covering each pixel, resized
   bilinearly (align_corners=True) to `out_size` when given (the mask size).
 
+UniMatch V2's two protocols (LiheYoung/UniMatch-V2 `supervised.py`, `evaluate`):
+- `original` with `size_multiple=m` (14 for DINOv2): the image is resized bilinearly
+  (align_corners=True) to `(int(H / m + 0.5) * m, int(W / m + 0.5) * m)` (at least m), the
+  logits are resized back to (H, W) the same way; pascal, ade20k and coco;
+- `shifted_sliding_window`: crop x crop windows at 0, s, 2s, ... with the last one shifted back
+  to end at the border (H - crop / W - crop), s = int(2 * crop / 3) by default; **summed softmax
+  probabilities**, in a canvas with the model's class count (the release hard-codes 19); for
+  1024x2048 and crop 798: rows {0, 226}, cols {0, 532, 1064, 1250}. A side shorter than the
+  crop gets one window covering it (the release's negative start index is not reproduced;
+  its configs never hit that case). cityscapes.
+
 The caller sets `model.eval()`; `predict` runs under `torch.no_grad()`.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
+from semiseg.utils.imaging import center_crop
+
 MODES = ('original', 'center_crop', 'sliding_window', 'padded_sliding_window',
-         'zegclip_sliding_window')
+         'zegclip_sliding_window', 'shifted_sliding_window')
 
 
 def _starts(size: int, stride: int) -> list[int]:
@@ -31,13 +44,6 @@ def _stride(crop: int, stride: float | int | None) -> int:
     if stride <= 0:
         raise ValueError(f'stride must be positive (got {stride})')
     return stride
-
-
-def center_crop(images: torch.Tensor, crop: int) -> torch.Tensor:
-    """The central crop at ((h - crop) // 2, (w - crop) // 2); apply the same to the mask."""
-    h, w = images.shape[-2:]
-    top, left = max((h - crop) // 2, 0), max((w - crop) // 2, 0)
-    return images[..., top:top + crop, left:left + crop]
 
 
 def sliding_window(model: Callable, images: torch.Tensor, crop: int,
@@ -87,19 +93,56 @@ def zegclip_sliding_window(model: Callable, images: torch.Tensor, crop: int, str
     return total
 
 
+def resized_to_multiple(model: Callable, images: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Logits at the input size of a forward at the nearest multiple of `multiple` (UniMatch V2's
+    'original': the ViT needs sides divisible by its patch size)."""
+    h, w = images.shape[-2:]
+    new_h = max(int(h / multiple + 0.5), 1) * multiple
+    new_w = max(int(w / multiple + 0.5), 1) * multiple
+    resized = F.interpolate(images, size=(new_h, new_w), mode='bilinear', align_corners=True)
+    return F.interpolate(model(resized), size=(h, w), mode='bilinear', align_corners=True)
+
+
+def shifted_window_starts(size: int, crop: int, stride: int) -> list[int]:
+    """0, s, 2s, ... below size - crop, then size - crop (one window if size <= crop)."""
+    if size <= crop:
+        return [0]
+    return list(range(0, size - crop, stride)) + [size - crop]
+
+
+def shifted_sliding_window(model: Callable, images: torch.Tensor, crop: int,
+                           stride: float | int | None = None) -> torch.Tensor:
+    """Sum of window softmaxes over crop x crop windows kept inside the image."""
+    b, _, h, w = images.shape
+    s = _stride(crop, stride)
+    total = None
+    for top in shifted_window_starts(h, crop, s):
+        for left in shifted_window_starts(w, crop, s):
+            probs = model(images[:, :, top:top + crop, left:left + crop]).softmax(dim=1)
+            if total is None:
+                total = probs.new_zeros(b, probs.shape[1], h, w)
+            total[:, :, top:top + crop, left:left + crop] += probs
+    return total
+
+
 @torch.no_grad()
 def predict(model: Callable, images: torch.Tensor, mode: str, crop_size: int,
             stride: float | int | None = None,
-            out_size: Sequence[int] | None = None) -> torch.Tensor:
+            out_size: Sequence[int] | None = None,
+            size_multiple: int | None = None) -> torch.Tensor:
     """Scores (B, N, H', W') for `images` (B, 3, H, W) in one of `MODES` (see module doc).
 
     `stride`: zsw (required, 426 in the release); padded_sliding_window (pixels, or a fraction
     of the crop if < 1; default 2/3 crop); sliding_window uses int(2 * crop / 3) unless given.
     `out_size`: zsw only, the size to resize the averaged logits to (the mask size).
+    `size_multiple`: original only; forward at the nearest multiple of it, logits back at (H, W)
+    (UniMatch V2: 14). shifted_sliding_window takes `stride` like sliding_window.
     """
     if images.dim() != 4:
         raise ValueError(f'images must be (B, 3, H, W), got shape {tuple(images.shape)}')
     if mode == 'original':
+        if size_multiple:
+            return resized_to_multiple(model, images, int(size_multiple))
         return model(images)
     if mode == 'center_crop':
         return model(center_crop(images, crop_size))
@@ -111,4 +154,6 @@ def predict(model: Callable, images: torch.Tensor, mode: str, crop_size: int,
         if stride is None:
             raise ValueError('zegclip_sliding_window needs a stride (the release uses 426)')
         return zegclip_sliding_window(model, images, crop_size, stride, out_size)
+    if mode == 'shifted_sliding_window':
+        return shifted_sliding_window(model, images, crop_size, stride)
     raise ValueError(f'unknown eval mode {mode!r}; choose one of {", ".join(MODES)}')
