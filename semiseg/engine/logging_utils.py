@@ -34,14 +34,19 @@ def detach_log(handler: logging.Handler) -> None:
     handler.close()
 
 
-def write_state(run_dir: Path, state: str, *, iteration: int, total_iters: int, epoch: int,
-                best_miou: float, eta_s: float | None = None, error: str | None = None) -> None:
-    """`state.json` (ARCHITECTURE.md §2): what a monitor needs to know about the run right now."""
-    atomic_write_json(Path(run_dir) / 'state.json', {
-        'state': state, 'iteration': int(iteration), 'total_iters': int(total_iters), 'epoch': int(epoch),
-        'best_miou': float(best_miou), 'eta_s': None if eta_s is None else round(float(eta_s), 1),
-        'error': error, 'updated': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
-    })
+def write_state(run_dir: Path, state: str, **fields: Any) -> None:
+    """`state.json` (ARCHITECTURE.md §2): what a monitor needs to know about the run right now.
+
+    Fields: state, iteration, saved_iteration (what latest.pth holds), total_iters, epoch,
+    best_miou, last_miou, eta_s, elapsed_s (training wall time summed over every start),
+    world_size, host, pid, error, updated.
+    """
+    data = {'state': state, **fields, 'updated': time.strftime('%Y-%m-%dT%H:%M:%S%z')}
+    if data.get('eta_s') is not None:
+        data['eta_s'] = round(float(data['eta_s']), 1)
+    if data.get('elapsed_s') is not None:
+        data['elapsed_s'] = round(float(data['elapsed_s']), 1)
+    atomic_write_json(Path(run_dir) / 'state.json', data)
 
 
 class MeanMeter:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -103,6 +105,8 @@ class Trainer:
         self.last_eval: dict[str, Any] | None = None
         self.last_eval_epoch = -1
         self.eta_s: float | None = None
+        self.saved_iteration = 0             # the iteration latest.pth holds
+        self.elapsed_before = 0.0            # training seconds of earlier starts
         self.dist = DistInfo()
 
     # ------------------------------------------------------------------ entry point
@@ -203,6 +207,8 @@ class Trainer:
         self.best_per_class = dict(state.get('best_per_class_iou') or {})
         self.last_eval = state.get('last_eval')
         self.last_eval_epoch = int(state.get('last_eval_epoch', -1))
+        self.saved_iteration = self.iteration
+        self.elapsed_before = float(state.get('elapsed_s') or 0.0)
         logger.info('resuming from %s at iteration %d/%d (epoch %d), best mIoU %.2f', path,
                     self.iteration, self.plan.total_iters, self.iteration // self.plan.iters_per_epoch,
                     self.best_miou)
@@ -332,9 +338,16 @@ class Trainer:
         if not self.dist.is_main:
             return
         plan = getattr(self, 'plan', None)
-        epoch = self.iteration // plan.iters_per_epoch if plan else 0
-        write_state(self.run_dir, state, iteration=self.iteration, total_iters=plan.total_iters if plan else 0,
-                    epoch=epoch, best_miou=self.best_miou, eta_s=self.eta_s, error=error)
+        write_state(self.run_dir, state, iteration=self.iteration, saved_iteration=self.saved_iteration,
+                    total_iters=plan.total_iters if plan else 0,
+                    epoch=self.iteration // plan.iters_per_epoch if plan else 0,
+                    best_miou=self.best_miou, last_miou=(self.last_eval or {}).get('miou'),
+                    eta_s=self.eta_s, elapsed_s=self._elapsed(), world_size=self.dist.world_size,
+                    host=socket.gethostname(), pid=os.getpid(), error=error)
+
+    def _elapsed(self) -> float:
+        """Training wall time of this run over all its starts (resumes add up)."""
+        return self.elapsed_before + (time.time() - self._t_start if hasattr(self, '_t_start') else 0.0)
 
     # ------------------------------------------------------------------ evaluation / checkpoints
     def _should_eval(self, epoch: int) -> bool:
@@ -393,12 +406,14 @@ class Trainer:
             'last_eval_epoch': self.last_eval_epoch,
             'last_eval': self.last_eval,
             'best_per_class_iou': self.best_per_class,
+            'elapsed_s': self._elapsed(),
         }
 
     def _save_latest(self) -> None:
         if self.dist.is_main:
             ckpt.save_checkpoint(self._checkpoint_state(), self.run_dir / ckpt.LATEST)
             logger.debug('saved %s at iteration %d', ckpt.LATEST, self.iteration)
+        self.saved_iteration = self.iteration
 
     def _interrupt(self, epoch: int) -> None:
         self._save_latest()

@@ -95,6 +95,8 @@ class Experiment:
     exp_id: int                             # the id given to --exp
     description: str                        # one line shown by --list
     runs: tuple[dict[str, Any], ...]        # per run: overrides of the RunParams defaults
+    reproduces: str | None = None           # paper whose table these runs reproduce (published
+                                            # numbers attach to them); None: ablations, demos
 
     def params(self) -> list[RunParams]:
         """The RunParams of every run, in run-index order."""

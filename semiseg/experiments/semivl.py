@@ -61,14 +61,14 @@ def _cityscapes() -> list[dict[str, Any]]:
 
 EXPERIMENTS = [
     Experiment(40, 'SemiVL on Pascal VOC (VLG decoder + MaskCLIP guidance), splits 92..1464',
-               tuple(_voc_main())),
+               tuple(_voc_main()), reproduces='SemiVL'),
     Experiment(41, 'SemiVL ablation on VOC 92 / 1464: ZegCLIP, DeepLabv3+ and VLG decoders',
                tuple(_voc_ablation())),
     Experiment(42, 'SemiVL on COCO, splits 1/512..1/32 (8 GPUs, 10 epochs)',
                tuple(_coco_ade('coco', ('1_512', '1_64', '1_128', '1_256', '1_32'),
-                               img_scale=None, epochs=10))),
+                               img_scale=None, epochs=10)), reproduces='SemiVL'),
     Experiment(43, 'SemiVL on ADE20K, splits 1/128..1/8 (8 GPUs, 40 epochs)',
-               tuple(_coco_ade('ade', ('1_128', '1_64', '1_32', '1_16', '1_8'), epochs=40))),
+               tuple(_coco_ade('ade', ('1_128', '1_64', '1_32', '1_16', '1_8'), epochs=40)), reproduces='SemiVL'),
     Experiment(44, 'SemiVL on Cityscapes, splits 1/30..1/2 (801 crops, 83.8K iterations)',
-               tuple(_cityscapes())),
+               tuple(_cityscapes()), reproduces='SemiVL'),
 ]
