@@ -169,6 +169,19 @@ class StandinMethod:
         return StepResult(losses=losses, weights={'loss_x': 0.5, 'loss_s1': 0.25, 'loss_fp': 0.25},
                           stats={'mask_ratio': torch.tensor(0.5)}, visuals=visuals)
 
+    # the rest of the Method contract (semiseg/methods/base.py): nothing to add
+    def after_step(self, ctx) -> None:
+        return None
+
+    def eval_models(self) -> dict:
+        return {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        return None
+
 
 def build_method(cfg: dict, model: nn.Module):
     return StandinMethod(cfg, model)

@@ -14,16 +14,17 @@ from semiseg.experiments.registry import UnknownExperiment, get_experiment
 
 def test_experiment_ids_and_counts():
     counts = {e.exp_id: len(e.runs) for e in list_experiments()}
-    assert counts == {0: 3, 40: 5, 41: 12, 42: 5, 43: 5, 44: 5}
+    assert counts == {0: 7, 30: 5, 31: 4, 32: 5, 40: 5, 41: 12, 42: 5, 43: 5, 44: 5, 50: 5, 51: 4, 52: 4, 53: 4,
+                      60: 10, 61: 8, 62: 10, 63: 10, 65: 5}
     assert all(e.description and '\n' not in e.description for e in list_experiments())
 
 
 def test_unknown_experiment_lists_valid_ids():
-    with pytest.raises(UnknownExperiment, match='valid: 0, 40, 41'):
+    with pytest.raises(UnknownExperiment, match='valid: 0, 30, 31'):
         get_experiment(7)
 
 
-@pytest.mark.parametrize('exp_id', [0, 40, 41, 42, 43, 44])
+@pytest.mark.parametrize('exp_id', [0, 30, 31, 32, 40, 41, 42, 43, 44, 50, 51, 52, 53, 60, 61, 62, 63, 65])
 def test_names_unique_and_configs_dump_safely(exp_id):
     cfgs = get_runs(exp_id)
     assert len({c['name'] for c in cfgs}) == len(cfgs)
@@ -34,15 +35,16 @@ def test_names_unique_and_configs_dump_safely(exp_id):
 
 def test_exp0_demo_runs():
     runs = get_runs(0, data_root='/data')
-    assert [c['method'] for c in runs] == ['supervised', 'semivl', 'semivl']
-    sup, svl, guided = runs
-    for cfg in runs:
+    assert [c['method'] for c in runs] == ['supervised', 'semivl', 'semivl', 'fixmatch', 'unimatch', 'allspark',
+                                           'unimatch_v2']
+    sup, svl, guided = runs[:3]
+    for cfg in runs[:4]:
         assert cfg['dataset'] == 'toy' and cfg['data_root'] == '/data/toy/' and cfg['nclass'] == 5
         assert cfg['split'] == '16' and cfg['img_scale'] is None and cfg['crop_size'] == 64
         assert cfg['scale_ratio_range'] == [0.5, 2.0]
         assert cfg['model'] == 'mmseg.vlm-vlg-aspp-s2p2-sk02-ft-tinyvit'
         assert (cfg['n_gpus'], cfg['n_nodes'], cfg['batch_size'], cfg['epochs']) == (1, 1, 4, 18)
-        assert cfg['eval_mode'] == 'sliding_window' and 'stride' not in cfg
+        assert cfg['eval_mode'] == 'shifted_sliding_window' and 'stride' not in cfg
         assert cfg['eval_every_n_epochs'] == 6
         assert cfg['optimizer']['type'] == 'AdamW' and cfg['optimizer']['lr'] == 1e-3
         keys = cfg['optimizer']['paramwise_cfg']['custom_keys']

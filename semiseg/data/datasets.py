@@ -86,6 +86,9 @@ DATASETS: dict[str, DatasetInfo] = {d.name: d for d in (
                 generated_palette(150, 'ade'), reduce_zero_label=True,
                 splits=('1_128', '1_64', '1_32', '1_16', '1_8'),
                 prompt_names=tuple(defs.ADE_CLASS_NAMES)),   # the release's prompt keeps 'bed '
+    DatasetInfo('ade20k', 'ade20k', tuple(n.strip() for n in defs.ADE_CLASS_NAMES),   # UniMatch V2's preparation:
+                generated_palette(150, 'ade'), text_prefix='ade',                       # ids 0..149, no shift
+                splits=('1_64', '1_32', '1_16', '1_8', '1_4', '1_2'), prompt_names=tuple(defs.ADE_CLASS_NAMES)),
     DatasetInfo('toy', 'toy', TOY_CLASSES, voc_palette(), splits=('16',)),
 )}
 

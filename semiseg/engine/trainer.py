@@ -106,6 +106,7 @@ class Trainer:
         self.last_eval_epoch = -1
         self.eta_s: float | None = None
         self.saved_iteration = 0             # the iteration latest.pth holds
+        self.extra_evals: dict[str, dict] = {}  # e.g. {'ema': {'miou', 'best_miou', 'per_class_iou'}}
         self.elapsed_before = 0.0            # training seconds of earlier starts
         self.dist = DistInfo()
 
@@ -198,6 +199,8 @@ class Trainer:
         if changed:
             logger.warning('config differs from the checkpoint in: %s', ', '.join(changed))
         self.optimizer.load_state_dict(state['optimizer'])
+        self.method.load_state_dict(state.get('method') or {})
+        self.extra_evals = dict(state.get('extra_evals') or {})
         if state.get('scheduler') is not None:
             self.scheduler.load_state_dict(state['scheduler'])
         if state.get('rng') is not None:
@@ -291,6 +294,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         self.optimizer.step()
+        self.method.after_step(ctx)
         self.scheduler.step(it)
         result.losses = {k: v.detach() for k, v in losses.items()}
         return result, total.detach()
@@ -384,9 +388,30 @@ class Trainer:
                         self.cfg.get('eval_mode'), miou, self.best_miou, ', new best' if improved else '',
                         time.time() - t0)
             self.tb.scalars('eval', {'mIoU': miou, **{f'{k}_IoU': v for k, v in per_class.items()}}, epoch)
+        for name, model in self.method.eval_models().items():
+            self._evaluate_extra(name, model, epoch)
+        if self.dist.is_main:
             self.tb.flush()
             if improved:
                 ckpt.save_checkpoint(self._checkpoint_state(), self.run_dir / ckpt.BEST)
+
+    def _evaluate_extra(self, name: str, model: torch.nn.Module, epoch: int) -> None:
+        """Evaluate a model the method keeps besides the trained one (UniMatch V2's EMA teacher).
+
+        Its scores are logged and kept (`extra_evals`, results.json); best.pth follows the trained
+        model's mIoU, as the release's does."""
+        with self._autocast():
+            res = self.parts.evaluate(model, self.val_loader, self.cfg, self.device)
+        miou = float(res['miou'])
+        per_class = {self._class_name(i): float(v) for i, v in enumerate(res['per_class_iou'])}
+        previous = self.extra_evals.get(name, {})
+        best = max(miou, float(previous.get('best_miou', 0.0)))
+        self.extra_evals[name] = {'miou': miou, 'best_miou': best, 'per_class_iou': per_class, 'epoch': epoch,
+                                  'best_epoch': epoch if miou >= best else previous.get('best_epoch', epoch)}
+        if self.dist.is_main:
+            logger.info('***** Evaluation %s (%s) ***** >>>> MeanIoU: %.2f (best %.2f)', self.cfg.get('eval_mode'),
+                        name, miou, best)
+            self.tb.scalars('eval', {f'{name}_mIoU': miou}, epoch)
 
     def _class_name(self, i: int) -> str:
         return self.class_names[i] if i < len(self.class_names) else f'class_{i}'
@@ -407,6 +432,8 @@ class Trainer:
             'last_eval': self.last_eval,
             'best_per_class_iou': self.best_per_class,
             'elapsed_s': self._elapsed(),
+            'method': self.method.state_dict(),
+            'extra_evals': self.extra_evals,
         }
 
     def _save_latest(self) -> None:
@@ -431,6 +458,8 @@ class Trainer:
             'per_class_iou': last['per_class_iou'], 'best_per_class_iou': self.best_per_class,
             'iters': self.iteration, 'epochs': self.plan.epochs, 'finished': True,
         }
+        for name, res in self.extra_evals.items():   # e.g. results['ema'] = {'miou', 'best_miou', ...}
+            results[name] = {k: res[k] for k in ('miou', 'best_miou', 'per_class_iou', 'best_epoch')}
         if self.dist.is_main:
             atomic_write_json(self.run_dir / 'results.json', results)
             self.eta_s = 0.0

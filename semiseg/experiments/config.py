@@ -8,6 +8,7 @@ method registry (`semiseg.methods.registry`); the name is read off the finished 
 """
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from .params import RunParams
 DATA_ROOT_ENV = 'SEMISEG_DATA'
 DEFAULT_DATA_ROOT = '~/data'
 ZSW_STRIDE = 426
+OHEM_KWARGS = {'thresh': 0.7, 'min_kept': 200000}
 EPOCH_OVER = ('labeled', 'unlabeled')
 
 
@@ -50,6 +52,12 @@ def dataset_folder(dataset: str, data_root: str | None = None) -> str:
     if not folder or '/' in folder or folder in ('.', '..'):
         raise ValueError(f'dataset name {dataset!r} cannot name a folder; use letters, digits, - and _')
     return f'{datasets_root(data_root).rstrip("/")}/{folder}/'
+
+
+def is_vision_language(model: str) -> bool:
+    """Whether a model name is one of the SemiVL family's vision-language models (vlm-*, zegclip-*),
+    the ones that take the release's MaskCLIP keys in model_args."""
+    return model.replace('mmseg.', '').startswith(('vlm-', 'zegclip'))
 
 
 def dataset_class_count(dataset: str, folder: str) -> int:
@@ -77,9 +85,13 @@ def _optimizer_keys(p: RunParams) -> dict[str, Any]:
                 'head': {'lr_mult': 10.0},
             }},
         }}
+    lr_multi = p.lr_multi if p.lr_multi is not None else (1 if p.dataset == 'cityscapes' else 10)
     if p.opt == 'original':
-        return {'lr': p.lr, 'lr_multi': 1 if p.dataset == 'cityscapes' else 10}
-    raise ValueError(f'unknown optimizer {p.opt!r}; choices: adamw, original')
+        return {'lr': p.lr, 'lr_multi': lr_multi}
+    if p.opt == 'adamw2':   # LiheYoung/UniMatch-V2 unimatch_v2.py: [backbone at lr, the rest at lr * lr_multi]
+        return {'optimizer': {'type': 'AdamW', 'lr': p.lr, 'weight_decay': 0.01,
+                              'paramwise_cfg': {'custom_keys': {'decode_head': {'lr_mult': lr_multi}}}}}
+    raise ValueError(f'unknown optimizer {p.opt!r}; choices: adamw, adamw2, original')
 
 
 def build_config(p: RunParams, data_root: str | None = None) -> dict[str, Any]:
@@ -95,7 +107,7 @@ def build_config(p: RunParams, data_root: str | None = None) -> dict[str, Any]:
     cfg['crop_size'] = p.crop_size
     cfg['labeled_photometric_distortion'] = p.labeled_photometric_distortion
 
-    model_args: dict[str, Any] = {}
+    model_args: dict[str, Any] = copy.deepcopy(p.model_args)
     cfg['model_args'] = model_args
     cfg['model'] = p.model
     cfg['text_embedding_variant'] = p.text_embedding_variant
@@ -109,6 +121,8 @@ def build_config(p: RunParams, data_root: str | None = None) -> dict[str, Any]:
             cfg[key] = getattr(p, key)
     if not method_info(p.method).uses_unlabeled:
         cfg['epoch_over'] = p.epoch_over
+    for key in method_info(p.method).config_keys:
+        cfg[key] = getattr(p, key)
     cfg['disable_dropout'] = p.disable_dropout
     if 'pleval' in keys:
         cfg['pleval'] = p.pleval
@@ -121,14 +135,17 @@ def build_config(p: RunParams, data_root: str | None = None) -> dict[str, Any]:
     if p.maskclip_class_filter is not None and p.maskclip_class_filter not in CLASS_FILTERS:
         raise ValueError(f'unknown maskclip_class_filter {p.maskclip_class_filter!r}; '
                          f'choices: None, {", ".join(map(str, CLASS_FILTERS))}')
-    model_args['maskclip_class_filter'] = (None if p.maskclip_class_filter is None
-                                           else list(CLASS_FILTERS[p.maskclip_class_filter]))
+    if is_vision_language(p.model):   # the release writes it for every one of its (VLM) models
+        model_args['maskclip_class_filter'] = (None if p.maskclip_class_filter is None
+                                               else list(CLASS_FILTERS[p.maskclip_class_filter]))
     if p.renorm_clip_img:
         model_args['renorm_clip_img'] = True
     if p.mcc_fix_resize_pos and lam != 0 and p.crop_size != 512:  # only matters then
         cfg['mcc_fix_resize_pos'] = True
 
     cfg['criterion'] = {'name': p.criterion, 'kwargs': {'ignore_index': IGNORE_INDEX}}
+    if p.criterion == 'OHEM':   # UniMatch configs/cityscapes.yaml
+        cfg['criterion']['kwargs'].update(OHEM_KWARGS)
     cfg['criterion_u'] = p.criterion_u
 
     cfg.update(_optimizer_keys(p))
@@ -146,6 +163,8 @@ def build_config(p: RunParams, data_root: str | None = None) -> dict[str, Any]:
     cfg['eval_mode'] = p.eval_mode
     if p.eval_mode == 'zegclip_sliding_window':
         cfg['stride'] = ZSW_STRIDE
+    if p.eval_size_multiple is not None:
+        cfg['eval_size_multiple'] = p.eval_size_multiple
     cfg['eval_every_n_epochs'] = p.eval_every
     cfg['nccl_p2p_disable'] = p.nccl_p2p_disable
 

@@ -30,7 +30,8 @@ CONF_MODE_ABBREV = {'pixelwise': '', 'pixelratio': '-cpr', 'pixelavg': '-cpa'}
 MCC_REDUCE_ABBREV = {'mean': '', 'mean_valid': '-mv', 'mean_all': '-ma'}
 CRITERION_ABBREV = {'CELoss': 'ce', 'OHEM': 'oh'}
 CRITERION_U_ABBREV = {'CELoss': 'ce'}
-EVAL_ABBREV = {'original': 'or', 'sliding_window': 'sw', 'zegclip_sliding_window': 'zsw', 'center_crop': 'cc'}
+EVAL_ABBREV = {'original': 'or', 'sliding_window': 'sw', 'zegclip_sliding_window': 'zsw', 'center_crop': 'cc',
+               'shifted_sliding_window': 'ssw'}
 # maskclip_class_filter presets (the release's numbered class lists)
 CLASS_FILTERS: dict[int, list[int]] = {1: [9, 18], 2: list(range(1, 21))}
 # applied in this order to the assembled name
@@ -40,13 +41,21 @@ FINAL_REPLACEMENTS = (
     ('[', ''), (']', ''), ('(', ''), (')', ''),
     (',', 'j'), (' ', ''),
 )
+# method-specific keys (MethodInfo.config_keys): (name piece, the default it is left out at)
+METHOD_KEY_PIECES = {
+    'warmup_epoch': ('-we', 5),
+    'ignore_unlabeled_padding': ('-rpad', True),   # shown when padding is trained on, as released
+    'ema_decay': ('-ema', 0.996),
+    'lock_backbone': ('-lb', False),
+}
 # config keys whose value the name shows exactly; any other changed key gets a hash suffix
 EXACT_KEYS = frozenset({
     'dataset', 'split', 'img_scale', 'scale_ratio_range', 'crop_size', 'labeled_photometric_distortion',
     'model', 'text_embedding_variant', 'mcc_text', 'pl_text', 'method', 'use_fp', 'conf_mode',
     'conf_thresh', 'disable_dropout', 'pleval', 'fp_rate', 'maskclip_consistency_lambda', 'mcc_conf_thresh',
     'mcc_loss_reduce', 'criterion', 'criterion.name', 'criterion_u', 'n_gpus', 'n_nodes', 'batch_size',
-    'epochs', 'eval_mode', 'name', 'epoch_over',
+    'epochs', 'eval_mode', 'name', 'epoch_over', 'warmup_epoch', 'ignore_unlabeled_padding', 'lock_backbone',
+    'eval_size_multiple', 'lr_multi',
 })
 # keys that say where the data is or how the run is executed, not what is trained
 NOT_IN_NAME = frozenset({'data_root', 'version', 'exp', 'gpu_model', 'nccl_p2p_disable'}) | RUNTIME_OPTIONS
@@ -70,14 +79,23 @@ def humanize(num: float) -> str:
     return f'{num:f}'.rstrip('0').rstrip('.') + ['', 'K', 'M', 'B', 'T'][magnitude]
 
 
-def _optimizer_settings(cfg: dict[str, Any]) -> tuple[str, float, Any, Any]:
-    """(optimizer abbreviation, lr, backbone lr mult, conv-encoder lr mult) of a config."""
+def _optimizer_pieces(cfg: dict[str, Any]) -> str:
+    """`_{opt}-{lr}` and the multipliers that differ from the defaults."""
     opt = cfg.get('optimizer')
-    if opt is None:
-        return 'org', cfg['lr'], 10.0, 1.0
+    if opt is None:   # UniMatch / AllSpark SGD: lr_multi shown unless it is the dataset's usual one
+        usual = 1 if cfg['dataset'] == 'cityscapes' else 10
+        return f'_org-{cfg["lr"]:.0e}' + (f'-lm{cfg["lr_multi"]}' if cfg['lr_multi'] != usual else '')
     keys = (opt.get('paramwise_cfg') or {}).get('custom_keys') or {}
-    return ('adamw', opt['lr'], (keys.get('backbone') or {}).get('lr_mult', 10.0),
-            (keys.get('conv_encoder') or {}).get('lr_mult', 1.0))
+    out = f'_adamw-{opt["lr"]:.0e}'
+    backbone = (keys.get('backbone') or {}).get('lr_mult', 10.0)
+    if backbone != 10.0:
+        out += f'-b{backbone}'
+    conv = (keys.get('conv_encoder') or {}).get('lr_mult', 1.0)
+    if conv != 1.0:
+        out += f'-cl{conv}'
+    if 'decode_head' in keys:     # UniMatch V2's two groups: the head at lr * lr_multi
+        out += f'-hm{keys["decode_head"]["lr_mult"]}'
+    return out
 
 
 def _class_filter_preset(model_args: dict[str, Any]) -> int | None:
@@ -121,6 +139,10 @@ def raw_name(cfg: dict[str, Any]) -> str:
         parts.append(f'-{cfg["conf_thresh"]}')
     if cfg.get('epoch_over') == 'unlabeled':
         parts.append('-eqit')   # a labeled-only run with as many iterations as the semi-supervised ones
+    for key in method.config_keys:
+        piece, default = METHOD_KEY_PIECES[key]
+        if cfg[key] != default:
+            parts.append(piece if isinstance(default, bool) else f'{piece}{cfg[key]}')
     if cfg.get('disable_dropout'):
         parts.append('-disdrop')
     if 'pleval' in keys and cfg['pleval']:
@@ -147,12 +169,7 @@ def raw_name(cfg: dict[str, Any]) -> str:
     if cfg.get('criterion_u', 'mmseg') != 'mmseg':
         parts.append('-u' + _lookup(CRITERION_U_ABBREV, cfg['criterion_u'], 'criterion_u'))
 
-    opt, lr, backbone_mult, conv_mult = _optimizer_settings(cfg)
-    parts.append(f'_{opt}-{lr:.0e}')
-    if backbone_mult != 10.0:
-        parts.append(f'-b{backbone_mult}')
-    if conv_mult != 1.0:
-        parts.append(f'-cl{conv_mult}')
+    parts.append(_optimizer_pieces(cfg))
     if cfg.get('warmup_iters', 0) > 0:
         parts.append(f'-w{humanize(cfg["warmup_iters"])}')
     if (cfg['n_nodes'], cfg['n_gpus'], cfg['batch_size']) != (1, 4, 2):
@@ -164,6 +181,8 @@ def raw_name(cfg: dict[str, Any]) -> str:
     if cfg.get('scheduler_max_iters') is not None:
         parts.append(f'-smi{cfg["scheduler_max_iters"]}')
     parts.append('_e' + _lookup(EVAL_ABBREV, cfg['eval_mode'], 'eval_mode'))
+    if cfg.get('eval_size_multiple'):
+        parts.append(str(cfg['eval_size_multiple']))
     return ''.join(parts)
 
 

@@ -1,7 +1,7 @@
 """Run parameters: the inputs from which a run config and its name are derived.
 
-Defaults are those of the SemiVL release (spec §1.1); an experiment run is these defaults plus a
-small dict of overrides. `config.build_config` and `naming.run_name` turn them into the config.
+Defaults are those of the SemiVL release (google-research/semivl `experiments.py`,
+`generate_experiment_cfgs`); an experiment run is these defaults plus a small dict of overrides. `config.build_config` and `naming.run_name` turn them into the config.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from semiseg.engine.options import ENGINE_OPTIONS
 
 @dataclass(frozen=True)
 class RunParams:
-    """Everything that defines one run (spec §1.1), plus the engine options it sets."""
+    """Everything that defines one run, plus the engine options it sets."""
 
     exp_id: int                                        # experiment id (required)
     # --- schedule / hardware
@@ -35,6 +35,8 @@ class RunParams:
     renorm_clip_img: bool = False                      # re-normalise input to CLIP statistics
     # --- model
     model: str = 'mmseg.zegclip-vitb'                  # model config name (always overridden)
+    model_args: dict[str, Any] = field(default_factory=dict)  # deep-merged into the model config
+                                                       # (e.g. {'decode_head': {'release_patch_num': True}})
     text_embedding_variant: str = 'single'             # class text embedding variant
     mcc_text: str = 'same'                             # MaskCLIP guidance text ('same': as above)
     pl_text: str = 'same'                              # pseudo-label text ('same': as above)
@@ -56,15 +58,26 @@ class RunParams:
     mcc_fix_resize_pos: bool = False                   # fixed pos-embed resize for crop != 512
     criterion: str = 'mmseg'                           # labeled loss: mmseg, CELoss, OHEM
     criterion_u: str = 'mmseg'                         # unlabeled loss: mmseg, CELoss
+    warmup_epoch: int | None = 5                       # AllSpark: epochs before the semantic memory is read
+                                                       # (None: as the release's coco config, which lacks it)
+    ignore_unlabeled_padding: bool = True              # AllSpark: padded unlabeled pixels are not trained on
+                                                       # (False: as released, padding gets pseudo-labels)
+    ema_decay: float = 0.996                           # UniMatch V2: EMA teacher decay cap
+    lock_backbone: bool = False                        # UniMatch V2: freeze the encoder
     # --- optimizer
-    opt: str = 'adamw'                                 # adamw or original (SGD-style keys)
+    opt: str = 'adamw'                                 # adamw (SemiVL), adamw2 (UniMatch V2: backbone /
+                                                       # the rest), original (UniMatch / AllSpark SGD)
     lr: float = 1e-4                                   # base learning rate
+    lr_multi: float | None = None                      # adamw2 / original: lr factor of the non-backbone
+                                                       # parameters (None: 1 for cityscapes, else 10)
     backbone_lr_mult: float = 10.0                     # backbone lr multiplier
     conv_enc_lr_mult: float = 1.0                      # conv encoder lr multiplier
     warmup_iters: int = 0                              # linear warmup iterations
     # --- evaluation
     eval_mode: str = 'zegclip_sliding_window'          # original, sliding_window, zegclip_sliding_window
     eval_every: int = 1                                # evaluate every n epochs (and at the end)
+    eval_size_multiple: int | None = None              # 'original' eval: forward at a multiple of it (ViT
+                                                       # patch; UniMatch V2: 14)
     nccl_p2p_disable: bool = False                     # recorded only
     # --- ours
     options: dict[str, Any] = field(default_factory=dict)  # engine options set by this run

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import demo, semivl
+from . import allspark, demo, semivl, unimatch, unimatch_v2
 from .config import build_config
 from .params import Experiment
 
-_FAMILIES = (demo, semivl)
+_FAMILIES = (demo, unimatch, semivl, allspark, unimatch_v2)
 
 
 class UnknownExperiment(KeyError):

@@ -86,3 +86,19 @@ class Method(abc.ABC):
     @abc.abstractmethod
     def step(self, batch: dict, ctx: StepContext) -> StepResult:
         """Run the forwards of one iteration and return named losses (no backward)."""
+
+    def after_step(self, ctx: StepContext) -> None:
+        """Called after the optimizer step (e.g. an EMA teacher update); nothing by default."""
+        return None
+
+    def eval_models(self) -> dict[str, nn.Module]:
+        """Models evaluated next to the trained one, by name (e.g. {'ema': teacher})."""
+        return {}
+
+    def state_dict(self) -> dict:
+        """Method state saved in checkpoints (e.g. the EMA teacher); none by default."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what `state_dict` saved."""
+        return None

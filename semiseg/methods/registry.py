@@ -33,6 +33,8 @@ class MethodInfo:
     unlabeled_views: tuple[str, ...] = ()       # empty: a labeled-only method
     partner_views: tuple[str, ...] = ()         # empty: no second unlabeled stream
     pseudo_label_keys: tuple[str, ...] = ()     # which of PSEUDO_LABEL_KEYS it reads
+    config_keys: tuple[str, ...] = ()           # further run keys it reads (RunParams field names)
+    teacher: bool = False                       # keeps an EMA teacher (evaluated and saved too)
 
     def __post_init__(self) -> None:
         bad = [v for v in self.labeled_views if v not in LABELED_VIEWS]
@@ -72,6 +74,14 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in (
     MethodInfo('semivl', 'svl', 'semiseg.methods.semivl:SemiVL',
                'SemiVL: UniMatch + MaskCLIP consistency guidance (ECCV 2024)',
                unlabeled_views=_ALL_U, partner_views=_PARTNER, pseudo_label_keys=PSEUDO_LABEL_KEYS),
+    MethodInfo('allspark', 'asp', 'semiseg.methods.allspark:AllSpark',
+               'AllSpark: pseudo-labels + channel cross-attention with a semantic memory (CVPR 2024)',
+               labeled_views=('img_x_s', 'mask_x'), unlabeled_views=('img_w', 'ignore'),
+               config_keys=('warmup_epoch', 'ignore_unlabeled_padding')),
+    MethodInfo('unimatch_v2', 'um2', 'semiseg.methods.unimatch_v2:UniMatchV2',
+               'UniMatch V2: EMA teacher, dual strong views with complementary dropout (TPAMI 2025)',
+               unlabeled_views=_ALL_U, pseudo_label_keys=('conf_thresh',),
+               config_keys=('ema_decay', 'lock_backbone'), teacher=True),
 )}
 
 

@@ -76,6 +76,16 @@ def _strip_pretrained(module_cfg: dict | None) -> None:
             _strip_pretrained(value)
 
 
+def deep_update(base: dict, updates: dict) -> dict:
+    """Merge `updates` into `base` in place, recursing into dicts present in both."""
+    for key, value in updates.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            deep_update(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
 def _resolve_clip_sources(module_cfg: Any, source: str) -> None:
     """Replace every `pretrained='clip'` with the configured CLIP weight source (recursively)."""
     if not isinstance(module_cfg, dict):
@@ -168,7 +178,7 @@ def build_segmentor(cfg: dict, pretrained: bool = True,
     _set_img_size(model_cfg, file_cfg, cfg['crop_size'])
     if getattr(MODELS.get(model_cfg['type']), 'vision_language', False):
         _text_inputs(cfg, model_cfg, file_cfg, text_embedding, mcc_text_embedding)
-    model_cfg.update(dict(cfg.get('model_args') or {}))
+    deep_update(model_cfg, cfg.get('model_args') or {})
     model_cfg['disable_dropout'] = bool(cfg['disable_dropout'])
     model_cfg['fp_rate'] = float(cfg['fp_rate'])
 
@@ -180,6 +190,8 @@ def build_segmentor(cfg: dict, pretrained: bool = True,
     model = MODELS.build(model_cfg)
     if pretrained:
         model.init_weights()
+    if cfg.get('lock_backbone'):   # UniMatch V2's lock_backbone: the encoder runs but never trains
+        model.backbone.requires_grad_(False)
     logger.info('built %s: %.2fM parameters', cfg['model'],
                 sum(p.numel() for p in model.parameters()) / 1e6)
     return model

@@ -50,6 +50,20 @@ def complementary_masks(pairs: int, channels: int, keep_ratio: float = 0.5) -> t
     return torch.cat((m1, m2))
 
 
+def complementary_masks_per_width(pairs: int, widths: list[int], keep_ratio: float = 0.5) -> list[torch.Tensor]:
+    """`complementary_masks` for feature maps of different widths: one (2*pairs, width) mask each,
+    with the same unperturbed pairs for all (one `randperm` after the Bernoulli draws)."""
+    m1s = [torch.distributions.Binomial(probs=0.5).sample((pairs, w)) * 2.0 for w in widths]
+    kept = torch.randperm(pairs)[:int(pairs * keep_ratio)]
+    masks = []
+    for m1 in m1s:
+        m2 = 2.0 - m1
+        m1[kept] = 1.0
+        m2[kept] = 1.0
+        masks.append(torch.cat((m1, m2)))
+    return masks
+
+
 def apply_channel_mask(feats: Sequence[torch.Tensor], mask: torch.Tensor) -> list[torch.Tensor]:
     """Multiply every feature map (B, C, ...) by the same (B, C) channel mask."""
     out = []

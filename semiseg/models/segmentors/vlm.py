@@ -11,6 +11,7 @@ from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
 
 from semiseg.models.backbones.maskclip_vit import freeze_for_spatial_finetuning
+from semiseg.models.perturb import apply_channel_mask, complementary_masks_per_width
 from semiseg.utils.imaging import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
 from semiseg.utils.labels import IGNORE_INDEX
 
@@ -62,6 +63,7 @@ class VLMSegmentor(EncoderDecoder):
                  renorm_clip_img: bool = False,
                  disable_dropout: bool = False,
                  fp_rate: float = 0.5,
+                 comp_drop_keep_ratio: float = 0.5,
                  maskclip_class_filter=None,
                  data_preprocessor: dict | None = None,
                  init_cfg: dict | None = None,
@@ -86,6 +88,7 @@ class VLMSegmentor(EncoderDecoder):
         self.renorm_clip_img = renorm_clip_img
         self.disable_dropout = disable_dropout
         self.fp_rate = fp_rate
+        self.comp_drop_keep_ratio = comp_drop_keep_ratio
         self.register_buffer('text_embedding', _as_text(text_embedding, 'text_embedding'),
                              persistent=False)
         self.register_buffer('mcc_text_embedding',
@@ -175,8 +178,20 @@ class VLMSegmentor(EncoderDecoder):
             out = out['pred_masks']
         return out
 
+    def _complementary_dropout(self, x: list) -> list:
+        """UniMatch V2's complementary channel dropout on every feature map of cat(s1, s2) (our
+        combination, experiment 65): maps of different widths get masks of their own widths, the
+        unperturbed pairs are shared; the global embedding stays as it is."""
+        (feats, glob), text, conv = x
+        maps = list(feats) + list(conv or ())
+        pairs = maps[0].shape[0] // 2
+        masks = complementary_masks_per_width(pairs, [f.shape[1] for f in maps], self.comp_drop_keep_ratio)
+        maps = [apply_channel_mask([f], m)[0] for f, m in zip(maps, masks)]
+        feats, conv = tuple(maps[:len(feats)]), (tuple(maps[len(feats):]) if conv is not None else None)
+        return [[feats, glob], text, conv]
+
     def forward(self, inputs: torch.Tensor, data_samples=None, mode: str = 'tensor',
-                need_fp: bool = False):
+                need_fp: bool = False, comp_drop: bool = False):
         if mode != 'tensor':
             raise ValueError(f"VLMSegmentor supports mode='tensor' only (got {mode!r}); losses "
                              'and predictions are computed by semiseg.methods / '
@@ -184,8 +199,12 @@ class VLMSegmentor(EncoderDecoder):
         x = self.extract_feat(inputs)
         if self.disable_dropout and self.training:
             self._switch_off_dropout()
+        if need_fp and comp_drop:
+            raise ValueError('need_fp and comp_drop are alternative perturbations; pass one')
         if need_fp:
             x = self._perturb(x)
+        elif comp_drop:
+            x = self._complementary_dropout(x)
         logits = self._head_logits(x)
         logits = F.interpolate(logits, size=inputs.shape[-2:], mode='bilinear',
                                align_corners=self.align_corners)
