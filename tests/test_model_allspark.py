@@ -38,21 +38,23 @@ def max_abs(a: torch.Tensor, b: np.ndarray) -> float:
 # --------------------------------------------------------------------------- goldens (MiT-B5)
 
 @pytest.fixture(scope='module')
-def b5():
-    """The pascal model with the release switches on, dropout / drop path 0 (as the goldens),
-    loaded from the synthetic seed-1 checkpoint in the release format."""
+def b5(tmp_path_factory):
+    """Experiment 50 run 0's model (`semiseg.api.build_model(50, 0)`) with the release switches on and
+    dropout / drop path 0 (as the goldens), loaded by `semiseg.api.load_checkpoint` from the synthetic
+    seed-1 checkpoint saved in the release format ({'model': {'module.' + key: tensor}})."""
+    from semiseg.api import build_model, load_checkpoint
     ref = require_reference(SHAPES, GOLDEN, 'make_goldens_allspark_unimatch.py', 'synth_weights.py')
     shapes = json.loads((ref / SHAPES).read_text())
     synth = load_reference_module('make_goldens_allspark_unimatch')
     sd = synth.synth_release_state_dict({k[len('module.'):]: s for k, s in shapes.items()}, seed=1)
-    checkpoint = {'model': {'module.' + k: v for k, v in sd.items()}}
-    cfg = load_model_config('allspark-mitb5')['model']
-    cfg['backbone'].update(pretrained=None, drop_path_rate=0.0)
-    cfg['decode_head'].update(release_patch_num=True, release_eval_batch_keys=True,
-                              attn_dropout=0.0, dropout_ratio=0.0)
-    model = MODELS.build(cfg)
-    weights = model.convert_release_state_dict(extract_state_dict(checkpoint, 'synthetic'))
-    load_state_dict_checked(model, weights, 'synthetic release checkpoint')
+    path = tmp_path_factory.mktemp('allspark') / 'best.pth'
+    torch.save({'model': {'module.' + k: v for k, v in sd.items()}, 'epoch': 79, 'previous_best': 76.1}, path)
+    release_switches = {'backbone': {'drop_path_rate': 0.0},
+                        'decode_head': {'release_patch_num': True, 'release_eval_batch_keys': True,
+                                        'attn_dropout': 0.0, 'dropout_ratio': 0.0}}
+    model = build_model(50, 0, pretrained=False, model_args=release_switches)
+    load_checkpoint(model, path)
+    weights = model.convert_release_state_dict(extract_state_dict(torch.load(path, weights_only=True)))
     return SimpleNamespace(model=model.eval(), weights=weights, shapes=shapes,
                            golden=dict(np.load(ref / GOLDEN)))
 

@@ -22,7 +22,7 @@ from mmseg.registry import MODELS
 
 import semiseg.models  # noqa: F401  (registers every model type)
 from semiseg.models.builder import load_model_config
-from semiseg.models.checkpoint import extract_state_dict, load_state_dict_checked
+from semiseg.models.checkpoint import extract_state_dict
 
 SHAPES = 'unimatch_r101_state_dict_shapes.json'
 GOLDEN = 'unimatch_r101_golden_seed1.npz'
@@ -45,16 +45,20 @@ def n_params(module: torch.nn.Module) -> int:
 
 
 @pytest.fixture(scope='module')
-def release():
-    """(model, our state dict from the release checkpoint, release shape table, goldens)."""
+def release(tmp_path_factory):
+    """(exp 30 run 0's model loaded from the release checkpoint through semiseg.api, our state dict,
+    release shape table, goldens)."""
+    from semiseg.api import build_model, load_checkpoint
     root = require_reference(SHAPES, GOLDEN, 'make_goldens_allspark_unimatch.py', 'synth_weights.py')
     shapes = json.loads((root / SHAPES).read_text())
     synth = load_reference_module('make_goldens_allspark_unimatch').synth_release_state_dict
     sd = synth({k[len('module.'):]: v for k, v in shapes.items()}, 1)
     checkpoint = {'model': {'module.' + k: v for k, v in sd.items()}}  # as unimatch.py saves it
-    model = build('dlv3p-r101')
+    path = tmp_path_factory.mktemp('unimatch') / 'best.pth'
+    torch.save({**checkpoint, 'epoch': 79, 'previous_best': np.float64(75.9)}, path)  # numpy scalar, as released
+    model = build_model(30, 0, pretrained=False)                # UniMatch VOC 92: DeepLabV3+ R101
+    load_checkpoint(model, path)                                # semiseg.api: release keys, module. prefix
     ours = model.convert_release_state_dict(extract_state_dict(checkpoint, 'synthetic release'))
-    load_state_dict_checked(model, ours, 'synthetic release')
     golden = {k: torch.from_numpy(v) for k, v in np.load(root / GOLDEN).items()}
     return model, ours, shapes, golden
 

@@ -54,14 +54,18 @@ def release():
 
 
 @pytest.fixture(scope='module')
-def model(release):
-    from semiseg.models.checkpoint import extract_state_dict, load_state_dict_checked
+def model(release, tmp_path_factory):
+    """Experiment 60 run 0's model (`semiseg.api.build_model(60, 0)`, DINOv2-S + DPT), loaded by
+    `semiseg.api.load_checkpoint` from the synthetic weights saved as unimatch_v2.py saves them."""
+    from semiseg.api import build_model, load_checkpoint
     shapes, _ = release
     synth = load_reference_module('make_golden_unimatch_v2').synth_unimatch_v2_state_dict
     sd = synth({k[len('module.'):]: v for k, v in shapes.items()}, 1)
-    m = build('dpt-dinov2s', attn_impl='math')
-    checkpoint = {'model': {'module.' + k: v for k, v in sd.items()}}  # as unimatch_v2.py saves it
-    load_state_dict_checked(m, m.convert_release_state_dict(extract_state_dict(checkpoint)))
+    path = tmp_path_factory.mktemp('unimatch_v2') / 'latest.pth'
+    state = {'module.' + k: v for k, v in sd.items()}
+    torch.save({'model': state, 'model_ema': state, 'epoch': 3, 'previous_best': 70.0}, path)
+    m = build_model(60, 0, pretrained=False, model_args={'backbone': {'attn_impl': 'math'}})
+    load_checkpoint(m, path)
     return m.eval()
 
 
