@@ -119,7 +119,8 @@ def test_unimatch_v2_step_losses_on_small_tensors(v2_cfg):
         conf, mask = method.teacher(batch['img_w']).softmax(1).max(1)
         torch.manual_seed(5)
         pred_x = model(batch['img_x'])
-        s = torch.cat([in_batch_cutmix(batch['img_s1'], batch['box1']), in_batch_cutmix(batch['img_s2'], batch['box2'])])
+        s = torch.cat([in_batch_cutmix(batch['img_s1'], batch['box1']),
+                       in_batch_cutmix(batch['img_s2'], batch['box2'])])
         pred_s1, pred_s2 = model(s, comp_drop=True).chunk(2)
     assert torch.allclose(result.losses['loss_x'], F.cross_entropy(pred_x, batch['mask_x'], ignore_index=255))
     for k, pred in (('1', pred_s1), ('2', pred_s2)):
