@@ -69,10 +69,29 @@ def _original_groups(model: nn.Module, lr: float, lr_multi: float) -> list[dict]
     return [{'params': backbone, 'lr': lr}, {'params': rest, 'lr': lr * lr_multi}]
 
 
-def build_optimizer(model: nn.Module, cfg: dict, efficient: bool = False) -> torch.optim.Optimizer:
+# optimizers with torch's fused (one kernel per step) implementation that `fused` may switch on
+FUSED_OPTIMIZERS = ('AdamW', 'Adam')
+
+
+def use_fused(opt_type: str, params: list[torch.Tensor], fused: bool | None) -> bool:
+    """Whether to build `opt_type` with `fused=True`: never for other optimizers or when
+    `fused` is False; when None (auto) only if every parameter is a float tensor on CUDA;
+    when True always (torch then checks the devices itself)."""
+    if fused is False or opt_type not in FUSED_OPTIMIZERS:
+        return False
+    if fused:
+        return True
+    return bool(params) and all(p.is_cuda and torch.is_floating_point(p) for p in params)
+
+
+def build_optimizer(model: nn.Module, cfg: dict, efficient: bool = False,
+                    fused: bool | None = None) -> torch.optim.Optimizer:
     """The optimizer the run config describes; see the module docstring.
 
-    `model` may be DDP-wrapped (parameter names never carry `module.`).
+    `model` may be DDP-wrapped (parameter names never carry `module.`). `fused` (AdamW / Adam):
+    None = torch's fused kernel when all parameters are on CUDA (the same update, one launch
+    instead of one per tensor group), False = never, True = always. A `fused` or `foreach`
+    key in cfg['optimizer'] is passed to torch as it is and wins.
     """
     opt_cfg = cfg.get('optimizer')
     if opt_cfg is None:
@@ -105,9 +124,12 @@ def build_optimizer(model: nn.Module, cfg: dict, efficient: bool = False) -> tor
         groups = paramwise_groups(model, kwargs['lr'], base_wd, custom)
         groups = merge_groups(groups) if efficient else [
             {k: v for k, v in g.items() if k != 'name'} for g in groups]
+        if 'fused' not in kwargs and 'foreach' not in kwargs and use_fused(
+                opt_cfg['type'], [p for g in groups for p in g['params']], fused):
+            kwargs['fused'] = True
         optimizer = opt_cls(groups, **kwargs)
     for group in optimizer.param_groups:
         group['initial_lr'] = group['lr']
-    logger.info('optimizer %s with %d parameter groups', type(optimizer).__name__,
-                len(optimizer.param_groups))
+    logger.info('optimizer %s with %d parameter groups%s', type(optimizer).__name__,
+                len(optimizer.param_groups), ' (fused)' if optimizer.defaults.get('fused') else '')
     return optimizer

@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmseg.registry import MODELS
+from torch.utils.checkpoint import checkpoint
 
 from semiseg.utils.pos_embed import resize_pos_embed
 
@@ -39,22 +40,74 @@ class PatchEmbed(nn.Module):
         return x.flatten(2).transpose(1, 2), hw
 
 
+class PackedSelfAttention(nn.Module):
+    """Multi-head self-attention through `F.scaled_dot_product_attention`.
+
+    Parameters and their creation/initialisation order are those of torch's
+    `nn.MultiheadAttention` (`in_proj_weight` (3C, C), `in_proj_bias`, `out_proj`), so release
+    checkpoints load key for key and a seeded random init draws the same numbers. Unlike
+    `nn.MultiheadAttention` it never materialises the attention matrix, so flash /
+    memory-efficient kernels run in training and inference alike (torch's module takes a
+    non-SDPA fused path in no-grad inference). `batch_first=False` takes (L, B, C) input.
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, bias: bool = True, dropout: float = 0.0,
+                 batch_first: bool = True) -> None:
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f'embed_dim {embed_dim} is not divisible by num_heads {num_heads}')
+        self.embed_dim, self.num_heads = embed_dim, num_heads
+        self.head_dim = embed_dim // num_heads
+        self.dropout = dropout
+        self.batch_first = batch_first
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * embed_dim, embed_dim))
+        if bias:
+            self.in_proj_bias = nn.Parameter(torch.empty(3 * embed_dim))
+        else:
+            self.register_parameter('in_proj_bias', None)
+        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        if bias:
+            nn.init.zeros_(self.in_proj_bias)
+            nn.init.zeros_(self.out_proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
+        if self.batch_first:   # (B, L, 3C) -> 3 x (B, H, L, d)
+            b, n = x.shape[:2]
+            q, k, v = qkv.view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        else:                  # (L, B, 3C) -> 3 x (B, H, L, d)
+            n, b = x.shape[:2]
+            q, k, v = qkv.view(n, b, 3, self.num_heads, self.head_dim).permute(2, 1, 3, 0, 4).unbind(0)
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        if self.batch_first:
+            out = out.transpose(1, 2).reshape(b, n, self.embed_dim)
+        else:
+            out = out.permute(2, 0, 1, 3).reshape(n, b, self.embed_dim)
+        return self.out_proj(out)
+
+    def value(self, x: torch.Tensor) -> torch.Tensor:
+        """The v chunk of the input projection sent through out_proj (no token mixing)."""
+        dims = self.embed_dim
+        b = self.in_proj_bias
+        v = F.linear(x, self.in_proj_weight[2 * dims:], None if b is None else b[2 * dims:])
+        return self.out_proj(v)
+
+
 class SelfAttention(nn.Module):
-    """Holds a torch MultiheadAttention as `.attn` (mmcv's wrapper layout) with a residual."""
+    """Holds the attention as `.attn` (mmcv's wrapper layout: keys `attn.attn.in_proj_weight`, ...)
+    with a residual."""
 
     def __init__(self, embed_dims: int, num_heads: int, qkv_bias: bool = True) -> None:
         super().__init__()
-        self.attn = nn.MultiheadAttention(embed_dims, num_heads, bias=qkv_bias, batch_first=True)
+        self.attn = PackedSelfAttention(embed_dims, num_heads, bias=qkv_bias)
 
     def forward(self, x: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
-        return identity + self.attn(x, x, x, need_weights=False)[0]
+        return identity + self.attn(x)
 
     def value_path(self, x: torch.Tensor) -> torch.Tensor:
         """MaskCLIP branch: the v chunk of the input projection sent through out_proj."""
-        dims = self.attn.embed_dim
-        w, b = self.attn.in_proj_weight[2 * dims:], self.attn.in_proj_bias
-        v = F.linear(x, w, None if b is None else b[2 * dims:])
-        return self.attn.out_proj(v)
+        return self.attn.value(x)
 
 
 class FFN(nn.Module):
@@ -91,6 +144,12 @@ class TransformerEncoderLayer(nn.Module):
         return self.ffn(self.ln2(v), identity=v)
 
 
+def _block_outputs(layer: TransformerEncoderLayer, x: torch.Tensor,
+                   want_v: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(next tokens, v-path output or None) of one block; one unit for checkpointing."""
+    return layer(x), (layer.forward_v(x) if want_v else None)
+
+
 @MODELS.register_module()
 class MaskClipVisionTransformer(nn.Module):
     """CLIP ViT with MaskCLIP dense outputs.
@@ -101,6 +160,8 @@ class MaskClipVisionTransformer(nn.Module):
       L2-normalised per pixel), (B, out_dims, h, w);
     - global_embedding: ln_post(cls) -> proj -> L2 norm, (B, out_dims).
     `out_indices=None` means `[num_layers]` (the guidance encoder).
+    `with_cp=True` recomputes each block (and its v-path) in the backward pass instead of keeping
+    its activations: less memory, the same values and gradients; off outside autograd.
     """
 
     def __init__(self,
@@ -116,7 +177,8 @@ class MaskClipVisionTransformer(nn.Module):
                  qkv_bias: bool = True,
                  ln_eps: float = 1e-6,
                  interpolate_mode: str = 'bicubic',
-                 pretrained: str | None = None) -> None:
+                 pretrained: str | None = None,
+                 with_cp: bool = False) -> None:
         super().__init__()
         if isinstance(img_size, int):
             img_size = (img_size, img_size)
@@ -125,6 +187,7 @@ class MaskClipVisionTransformer(nn.Module):
         self.num_layers = num_layers
         self.interpolate_mode = interpolate_mode
         self.pretrained = pretrained
+        self.with_cp = with_cp   # activation checkpointing of every block (recomputed in backward)
         out_indices = [num_layers] if out_indices is None else list(out_indices)
         bad = [i for i in out_indices if not 0 <= i <= num_layers]
         if bad:
@@ -182,9 +245,13 @@ class MaskClipVisionTransformer(nn.Module):
         values: dict[int, torch.Tensor] = {}
         last = self.num_layers - 1
         v_last = None
+        use_cp = self.with_cp and torch.is_grad_enabled()
         for i, layer in enumerate(self.layers):
-            v = layer.forward_v(x) if i in self.value_layers else None
-            x = layer(x)
+            want_v = i in self.value_layers
+            if use_cp:
+                x, v = checkpoint(_block_outputs, layer, x, want_v, use_reentrant=False)
+            else:
+                x, v = _block_outputs(layer, x, want_v)
             if i == last:
                 x = self.ln1(x)
                 v_last = self.ln1(v)

@@ -31,7 +31,10 @@ def _pair(x: int | Sequence[int]) -> tuple[int, int]:
 
 @MODELS.register_module()
 class TIMMVisionTransformer(nn.Module):
-    """timm ViT returning normed intermediate maps and the normed cls token."""
+    """timm ViT returning normed intermediate maps and the normed cls token.
+
+    `fused_attn`: attention through `F.scaled_dot_product_attention` (timm's fused path).
+    """
 
     def __init__(self,
                  model_name: str = 'vit_base_patch16_224',
@@ -40,6 +43,7 @@ class TIMMVisionTransformer(nn.Module):
                  drop_path_rate: float = 0.1,
                  pretrained: bool | str | None = None,
                  pretrained_tag: str = DEFAULT_TAG,
+                 fused_attn: bool = True,
                  **timm_kwargs) -> None:
         super().__init__()
         import timm
@@ -52,6 +56,12 @@ class TIMMVisionTransformer(nn.Module):
                                    **timm_kwargs)
         # `m` with timm's unused classifier, as in the release (same state-dict keys)
         self.m = timm.create_model(model_name, pretrained=False, **self._create_kwargs)
+        # timm's Attention runs F.scaled_dot_product_attention when `fused_attn` is set, which is
+        # timm's default unless $TIMM_FUSED_ATTN=0; set it here so the environment cannot turn
+        # it off (False: timm's explicit softmax(q k^T) v, the same values within float error)
+        for block in self.m.blocks:
+            if hasattr(block.attn, 'fused_attn'):
+                block.attn.fused_attn = fused_attn
         self.patch_size = _pair(self.m.patch_embed.patch_size)
         depth = len(self.m.blocks)
         bad = [i for i in out_indices if not 0 <= i < depth]

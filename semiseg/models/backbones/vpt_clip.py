@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from mmseg.registry import MODELS
 
 from semiseg.models import weights as W
+from semiseg.models.backbones.maskclip_vit import PackedSelfAttention
 from semiseg.utils.pos_embed import resize_pos_embed
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,8 @@ class DropPath(nn.Module):
 class ResidualAttentionBlock(nn.Module):
     def __init__(self, width: int, heads: int, drop_path: float = 0.0) -> None:
         super().__init__()
-        self.attn = nn.MultiheadAttention(width, heads)
+        # nn.MultiheadAttention's keys (attn.in_proj_weight, ...), sequence-first, through SDPA
+        self.attn = PackedSelfAttention(width, heads, batch_first=False)
         self.ln_1 = nn.LayerNorm(width, eps=1e-5)
         self.mlp = nn.Sequential()
         self.mlp.add_module('c_fc', nn.Linear(width, 4 * width))
@@ -71,7 +73,7 @@ class ResidualAttentionBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (L, B, C)
         y = self.ln_1(x)
-        x = x + self.drop_path(self.attn(y, y, y, need_weights=False)[0])
+        x = x + self.drop_path(self.attn(y))
         return x + self.drop_path(self.mlp(self.ln_2(x)))
 
 

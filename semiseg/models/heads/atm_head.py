@@ -27,7 +27,13 @@ from semiseg.models import losses as _losses  # noqa: F401  (registers SegLossPl
 
 
 class CrossAttention(nn.Module):
-    """Multi-head attention returning (output, head-averaged pre-softmax scores)."""
+    """Multi-head attention returning (output, head-averaged pre-softmax scores).
+
+    Written out rather than through `F.scaled_dot_product_attention`: the scores are the head's
+    mask logits, so the (B, heads, N, hw) score matrix must exist anyway, and SDPA (whose kernels
+    never return it) would compute q k^T a second time. The matrix is small (N class queries, not
+    hw x hw), so the explicit softmax(scores) @ v costs little.
+    """
 
     def __init__(self, dim: int, num_heads: int, attn_drop: float = 0.1) -> None:
         super().__init__()

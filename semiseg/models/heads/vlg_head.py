@@ -55,7 +55,11 @@ class ASPPModule(nn.Module):
 
 
 class SemanticTransformer(nn.Module):
-    """Attention across class tokens at each pooled location, text concatenated on channels."""
+    """Attention across class tokens at each pooled location, text concatenated on channels.
+
+    The block is the MaskCLIP ViT's, so its attention runs through `F.scaled_dot_product_attention`
+    (`maskclip_vit.PackedSelfAttention`) with nn.MultiheadAttention's parameter names.
+    """
 
     def __init__(self, channels: int, text_channels: int, num_heads: int,
                  pool_size: int | Sequence[int] | None) -> None:

@@ -1,6 +1,7 @@
 """VLMSegmentor: CLIP backbone + text-conditioned head, with frozen MaskCLIP guidance (spec §3)."""
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 
@@ -27,6 +28,13 @@ def _renorm_imagenet_to_clip(img: torch.Tensor) -> torch.Tensor:
     return (img * vec(IMAGENET_STD) + vec(IMAGENET_MEAN) - vec(CLIP_MEAN)) / vec(CLIP_STD)
 
 
+def _autocast_off(device: torch.device):
+    """A region without autocast on `device` (a no-op context where autocast does not exist)."""
+    if device.type in ('cpu', 'cuda', 'xpu', 'mps'):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
 def _as_text(t: torch.Tensor | None, name: str) -> torch.Tensor | None:
     if t is None:
         return None
@@ -50,6 +58,7 @@ class VLMSegmentor(EncoderDecoder):
     """
 
     vision_language = True   # the builder gives it text embeddings and a guidance encoder
+    eval_batch_independent = True   # per-image eval outputs: predict may batch sliding windows
 
     def __init__(self,
                  backbone: dict,
@@ -220,8 +229,8 @@ class VLMSegmentor(EncoderDecoder):
             raise RuntimeError('this model has no MaskCLIP guidance: build it with a '
                                'clip_encoder and an mcc_text_embedding')
         emb = self.clip_encoder(self._clip_input(images))[0][0]
-        text = self.mcc_text_embedding.to(emb.dtype)
-        cos = F.conv2d(emb, text[:, :, None, None])
+        with _autocast_off(emb.device):   # fp32 even under bf16 autocast: the cosines decide labels
+            cos = F.conv2d(emb.float(), self.mcc_text_embedding.float()[:, :, None, None])
         if self.mcc_concept_groups is not None:
             cos = torch.stack([cos[:, g].amax(dim=1) for g in self.mcc_concept_groups], dim=1)
         elif cos.shape[1] != self.num_classes:
@@ -233,7 +242,7 @@ class VLMSegmentor(EncoderDecoder):
     def guidance_labels(self, images: torch.Tensor, conf_thresh: float) -> torch.Tensor:
         """MaskCLIP pseudo-labels (B, H, W) int64; 255 where softmax(100 cos) max < conf_thresh."""
         cos = self.guidance_logits(images)  # the encoder is kept in eval mode by train()
-        cos = F.interpolate(cos, size=images.shape[-2:], mode='bilinear', align_corners=False)
-        conf, label = (100.0 * cos).softmax(dim=1).max(dim=1)
-        label[conf < conf_thresh] = IGNORE_INDEX
-        return label
+        with _autocast_off(cos.device):     # fp32 cosines (guidance_logits), fp32 softmax
+            cos = F.interpolate(cos, size=images.shape[-2:], mode='bilinear', align_corners=False)
+            conf, label = (100.0 * cos).softmax(dim=1).max(dim=1)
+        return label.masked_fill_(conf < conf_thresh, IGNORE_INDEX)   # no host sync, unlike a bool index
