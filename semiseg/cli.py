@@ -14,15 +14,18 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from semiseg.data.datasets import DATASETS
+from semiseg.data.errors import DataError
+from semiseg.engine.runlock import lock_holder
 from semiseg.experiments import get_experiment, get_runs, list_experiments, with_overrides
-from semiseg.experiments.io import generated_config_dir, save_experiment_configs
+from semiseg.experiments.io import generated_config_dir, load_config, save_experiment_configs
 from semiseg.experiments.overrides import OverrideError, parse_cfg_options
 from semiseg.experiments.registry import UnknownExperiment
 from semiseg.experiments.selection import SPEC_HELP, RunSpecError, parse_run_spec
 from semiseg.launch.local import LaunchError
 from semiseg.launch.options import SlurmOptions, SlurmOptionsError
-from semiseg.launch.rundir import CONFIG_FILE, find_finished, find_resumable, run_dir_path
-from semiseg.methods.registry import METHODS
+from semiseg.launch.rundir import CONFIG_FILE, find_finished, find_resumable, run_dir_path, unfinished_with_other_config
+from semiseg.methods.registry import METHODS, method_info
+from semiseg.utils.checkpoint_io import CheckpointError
 
 log = logging.getLogger('semiseg.cli')
 
@@ -34,6 +37,10 @@ SLURM_FLAGS = ('partition', 'time_min', 'account', 'qos', 'constraint', 'mem_gb'
 
 class UsageError(ValueError):
     """Bad command-line input; reported in one line with exit code 2."""
+
+
+class RunError(RuntimeError):
+    """A run could not start or finish (data, disk, checkpoint...); one line, exit code 1."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='train again in a new run folder even if this config already finished')
     p.add_argument('--status', action='store_true', help='show the state of the runs and exit')
     p.add_argument('--exp-root', default='exp', type=Path, help='root of the run folders')
+    p.add_argument('--verbose', action='store_true', help='debug logging, and tracebacks on the console '
+                                                          '(they always go to the run folder\'s train.log)')
     s = p.add_argument_group('Slurm (with --launcher slurm|debug)')
     s.add_argument('--partition', help='Slurm partition')
     s.add_argument('--time-min', type=int, help='wall-time limit per job in minutes')
@@ -171,13 +180,38 @@ class Decision:
 
 
 def _decide(sel: Selection, args: argparse.Namespace) -> list[Decision]:
-    """Apply the resume policy to every selected run (reads run folders, writes nothing)."""
+    """Apply the resume policy to every selected run (reads run folders, writes nothing).
+
+    An unfinished folder with this exact config resumes, unless another process trains it now (then
+    a new folder starts, or --resume says who holds it). An unfinished folder of this run whose
+    config.yaml was edited (or cannot be read) is never skipped silently: --resume continues it with
+    its own config, --force starts afresh, otherwise the command stops and says so.
+    """
     decisions = []
     for index, cfg in zip(sel.indices, sel.cfgs):
         resumable = None if args.force else find_resumable(cfg, args.exp_root)
+        holder = lock_holder(resumable) if resumable is not None else None
+        if resumable is not None and holder is not None:
+            if args.resume:
+                raise UsageError(f'--resume: run {index} ({resumable}) is being trained right now by pid '
+                                 f'{holder.get("pid")} on {holder.get("host")}; wait for it or stop it first')
+            print(f'run {index}: {resumable} is being trained by pid {holder.get("pid")} on {holder.get("host")}; '
+                  'starting a new folder instead')
+            decisions.append(Decision(index, cfg, 'new', run_dir_path(cfg, args.exp_root)))
+            continue
         if resumable is not None:
             decisions.append(Decision(index, cfg, 'resume', resumable))
             continue
+        edited = [] if args.force else unfinished_with_other_config(cfg, args.exp_root)
+        if edited:
+            folder, what = edited[0]
+            if args.resume and not what.startswith('an unreadable'):
+                print(f'run {index}: resuming {folder} with its own config.yaml ({what[2:]})')
+                decisions.append(Decision(index, load_config(folder / CONFIG_FILE), 'resume', folder))
+                continue
+            raise UsageError(f'run {index}: the unfinished folder {folder} has {what}; continue it with --resume '
+                             f'(its config.yaml wins) or `python -m semiseg.engine.run --run-dir {folder}`, or '
+                             'start afresh with --force (the folder is kept)')
         if args.resume:
             raise UsageError(f'--resume: run {index} ({cfg["name"]}) has no unfinished run folder with '
                              f'this exact config under {args.exp_root}/exp-{sel.exp_id}; drop --resume '
@@ -191,12 +225,14 @@ def _decide(sel: Selection, args: argparse.Namespace) -> list[Decision]:
 
 
 def _prepare_data(cfgs: list[dict[str, Any]]) -> None:
-    """Generate the toy dataset up front (idempotent), before any worker process needs it."""
-    roots = {c['data_root'] for c in cfgs if c['dataset'] == 'toy'}
-    if roots:
-        from semiseg.data.toy import ensure_toy_dataset
-        for root in sorted(roots):
-            ensure_toy_dataset(Path(root).expanduser())
+    """Before any folder exists: generate the toy dataset (idempotent), then take a cheap look at
+    each run's data (class list, split lists, the first files, the first samples' label ids)."""
+    from semiseg.data.build import check_data
+    from semiseg.data.toy import ensure_toy_dataset
+    for root in sorted({c['data_root'] for c in cfgs if c['dataset'] == 'toy'}):
+        ensure_toy_dataset(Path(root).expanduser())
+    for cfg in cfgs:
+        check_data(cfg, method_info(cfg['method']))
 
 
 def _print_sbatch(decisions: list[Decision], slurm: SlurmOptions, cluster: str) -> None:
@@ -258,7 +294,12 @@ def _launch(decisions: list[Decision], args: argparse.Namespace, slurm: SlurmOpt
             print(f'run {d.index}: resuming {d.run_dir}')
             runs.append((d.cfg, d.run_dir))
         else:
-            run_dir = create_run_dir(d.cfg, args.exp_root)
+            try:
+                run_dir = create_run_dir(d.cfg, args.exp_root)
+            except OSError as err:
+                where = args.exp_root / f'exp-{d.cfg["exp"]}'
+                raise RunError(f'cannot create a run folder under {where} ({err.strerror or err}); choose a '
+                               'writable --exp-root') from None
             print(f'run {d.index}: new run folder {run_dir}')
             runs.append((d.cfg, run_dir))
     if slurm is not None:
@@ -315,15 +356,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; returns the process exit code."""
+    """CLI entry point; returns the exit code: 0 done, 1 a run failed or could not start, 2 bad usage,
+    3 interrupted (latest.pth saved; the same command resumes), 130 aborted by a second Ctrl-C."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+    if args.verbose:
+        from semiseg.engine.logging_utils import show_tracebacks
+        show_tracebacks()
     try:
         return run(args)
     except (UsageError, RunSpecError, OverrideError, SlurmOptionsError, LaunchError) as e:
         print(f'experiments.py: error: {e}', file=sys.stderr)
         return 2
+    except (RunError, DataError, CheckpointError, OSError) as e:
+        print(f'experiments.py: error: {e}', file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print('experiments.py: interrupted (an unfinished run resumes with the same command)',
+        print('experiments.py: aborted (an unfinished run resumes with the same command from its latest.pth)',
               file=sys.stderr)
         return 130

@@ -32,7 +32,7 @@ def test_build_model_with_npy_paths_and_overrides(tmp_path):
     assert not m2.has_guidance
     with pytest.raises(FileNotFoundError, match='.npy'):
         build_model(0, 0, pretrained=False, text_embedding=tmp_path / 'missing.npy')
-    with pytest.raises(IndexError, match='runs 0..2'):
+    with pytest.raises(IndexError, match='runs 0..6'):
         build_model(0, 7, pretrained=False, text_embedding=emb(5))
 
 

@@ -32,7 +32,8 @@ ERRORS = [
     (['--exp', '40', '--run', '0', '--cfg-options', 'epochs'], "malformed --cfg-options item 'epochs'"),
     (['--exp', '40', '--run', '0', '--cfg-options', 'optimizer.lrr=1'], "unknown config key 'optimizer.lrr'"),
     (['--exp', '40', '--run', '0', '--cfg-options', 'x=[1'], 'cannot parse value'),
-    (['--exp', '40', '--run', '0', '--launcher', 'k8s'], "invalid choice: 'k8s' (choose from 'local', 'slurm', 'debug')"),
+    (['--exp', '40', '--run', '0', '--launcher', 'k8s'],
+     "invalid choice: 'k8s' (choose from 'local', 'slurm', 'debug')"),
     (['--exp', '40'], '--run is required with --exp 40'),
     (['--run', '0'], '--exp is required (valid: 0, 30, 31'),
     (['--exp', 'forty', '--run', '0'], "argument --exp: invalid int value: 'forty'"),
@@ -116,7 +117,10 @@ def env(tmp_path, monkeypatch):
     toy.prepared = []
     toy.ensure_toy_dataset = lambda root: toy.prepared.append(root) or root
     monkeypatch.setitem(sys.modules, 'semiseg.data.toy', toy)
-    return types.SimpleNamespace(root=tmp_path, trained=trained, toy=toy)
+    import semiseg.data.build
+    checked = []
+    monkeypatch.setattr(semiseg.data.build, 'check_data', lambda cfg, method: checked.append(cfg['name']))
+    return types.SimpleNamespace(root=tmp_path, trained=trained, toy=toy, checked=checked)
 
 
 def _run_dirs(root, exp_id=0):
@@ -262,12 +266,13 @@ def test_slurm_rejection_removes_new_folders(env, monkeypatch, capsys):
     assert _run_dirs(env.root) == [kept]
 
 
-def test_ctrl_c_exits_130_without_traceback(env, capsys, monkeypatch):
+def test_second_ctrl_c_exits_130_without_traceback(env, capsys, monkeypatch):
     def interrupted(cfg, run_dir):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(sys.modules['semiseg.engine'], 'train', interrupted)
     assert cli.main(['--exp', '0', '--run', '0']) == 130
-    assert 'interrupted' in capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'aborted' in err[0]
     (run_dir,) = _run_dirs(env.root)
     assert (run_dir / 'config.yaml').is_file()

@@ -148,7 +148,7 @@ def test_builtin_dataset_infos():
     assert {k: (v.folder, v.nclass, v.reduce_zero_label) for k, v in DATASETS.items()} == {
         'pascal': ('voc', 21, False), 'cityscapes': ('cityscapes', 19, False),
         'coco': ('coco', 81, False), 'ade': ('ADEChallengeData2016', 150, True),
-        'toy': ('toy', 5, False)}
+        'ade20k': ('ade20k', 150, False), 'toy': ('toy', 5, False)}
     pal = voc_palette()
     assert pal[0].tolist() == [0, 0, 0] and pal[1].tolist() == [128, 0, 0]
     assert pal[15].tolist() == [192, 128, 128] and pal[255].tolist() == [224, 224, 192]
@@ -171,3 +171,22 @@ def test_missing_split_hint_for_other_folder_name(tmp_path):
                img_scale=[2048, 512], crop_size=512)
     with pytest.raises(DataError, match=f'--splits-dir {tmp_path / "VOC2012" / "splits"}'):
         build_datasets(cfg)
+
+
+def test_label_ids_outside_the_classes_name_the_file(tmp_path):
+    lines = [_write_sample(tmp_path, f's{i}') for i in range(5)]
+    bad = np.ones((30, 40), np.uint8)
+    bad[0, :3] = (7, 9, 255)
+    Image.fromarray(bad).save(tmp_path / 'gt' / 's0.png')          # a labeled (and val) mask
+    train_l, train_u, val = build_datasets(_dataset(tmp_path, lines))
+    for dataset in (train_l, val):
+        with pytest.raises(DataError, match=r'mask .*s0\.png .* holds label ids 7, 9, outside 0\.\.1 and 255'):
+            dataset[0]
+    Image.fromarray(bad).save(tmp_path / 'gt' / 's2.png')          # an unlabeled one: ids are not read
+    assert train_u[0]['img_w'].shape == (3, 32, 32)
+
+
+def test_duplicate_class_names_are_refused(tmp_path):
+    (tmp_path / 'classes.txt').write_text('road\ncar\nroad\n')
+    with pytest.raises(DataError, match=r"classes\.txt:3: class 'road' is listed twice \(first on line 1\)"):
+        dataset_info('mine', tmp_path)

@@ -41,7 +41,8 @@ def test_two_process_training_stops_together(tmp_path):
 
     log = (tmp_path / 'train.log').read_text()
     assert 'world size 2' in log and log.count('Iter 5/6 |') == 1     # rank 0 alone writes the log
-    assert 'stop requested on another rank: stopped after iteration 5/6' in log   # rank 1 got the signal
+    # rank 1 got the signal
+    assert 'stop requested on another rank during training: stopped after iteration 5/6' in log
     assert log.count('MeanIoU') == 1                                  # epoch 0 evaluated across ranks
     assert sorted(p.name for p in (tmp_path / 'debug').iterdir()) == [
         '0000000_0-0.png', '0000000_0-1.png', '0000003_0-0.png', '0000003_0-1.png']

@@ -48,7 +48,8 @@ def test_resume_after_sigkill_loses_and_repeats_no_iteration(tmp_path, monkeypat
     deadline = time.time() + 60
     while not latest.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    assert latest.exists(), f'no latest.pth; stderr: {proc.stderr.read().decode()[-2000:] if proc.poll() is not None else ""}'
+    stderr = proc.stderr.read().decode()[-2000:] if proc.poll() is not None else ''
+    assert latest.exists(), f'no latest.pth; stderr: {stderr}'
     time.sleep(0.3)   # let it run past the checkpoint, so some iterations are lost with the process
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)

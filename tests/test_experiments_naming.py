@@ -3,8 +3,8 @@ import dataclasses
 
 import pytest
 
-from semiseg.experiments.naming import finalize_name, humanize, raw_name, run_name
 from semiseg.experiments.config import build_config
+from semiseg.experiments.naming import finalize_name, humanize, raw_name, run_name
 from semiseg.experiments.params import RunParams, make_params
 
 

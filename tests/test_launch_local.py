@@ -90,7 +90,7 @@ def test_launch_local_stops_when_interrupted(tmp_path, fake_engine):
     cfgs = get_runs(0)
     runs = [(cfg, create_run_dir(cfg, tmp_path)) for cfg in cfgs]
     behaviour[cfgs[0]['name']] = FakeInterrupted()
-    assert local.launch_local(runs, cuda_count=0) == 1
+    assert local.launch_local(runs, cuda_count=0) == 3   # interrupted: latest.pth saved
     assert len(calls) == 1
 
 

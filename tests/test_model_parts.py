@@ -5,12 +5,12 @@ import torch
 import torch.nn.functional as F
 from _model_golden_common import REF, TEXT
 
+from semiseg.data.class_definitions import CITYSCAPES_CONCEPTS_3, PASCAL_CONCEPTS_4
 from semiseg.models.backbones.maskclip_vit import MaskClipVisionTransformer, freeze_for_spatial_finetuning
 from semiseg.models.builder import UnknownModel, available_models, build_segmentor
-from semiseg.data.class_definitions import CITYSCAPES_CONCEPTS_3, PASCAL_CONCEPTS_4
-from semiseg.models.text_embeddings import groups_from_concepts
 from semiseg.models.heads.vlg_head import VLGHead
 from semiseg.models.segmentors.vlm import VLMSegmentor, _renorm_imagenet_to_clip
+from semiseg.models.text_embeddings import groups_from_concepts
 from semiseg.utils.pos_embed import resize_pos_embed
 
 torch.set_num_threads(1)

@@ -225,7 +225,7 @@ def test_exp44_model_with_release_text_and_guidance(monkeypatch):
         pass
     Loader.add_constructor('tag:yaml.org,2002:python/tuple',
                            lambda loader, node: loader.construct_sequence(node))
-    cfg = yaml.load(cfg_f.read_text(), Loader=Loader)
+    cfg = yaml.load(cfg_f.read_text(), Loader=Loader)  # noqa: S506 - a SafeLoader subclass
     cfg['data_root'] = '/nonexistent'
     monkeypatch.setenv('SEMISEG_TEXT_EMBEDDINGS', str(te))
     m = build_segmentor(cfg, pretrained=False)

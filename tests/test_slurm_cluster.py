@@ -142,7 +142,7 @@ def test_preempted_and_plainly_requeued_jobs_resume_without_lost_iterations(data
                 row = status_rows([cfg], tmp_path / 'exp')[0]
                 assert row.status == 'running' and 'ETA' in row.detail, row
                 stop()
-                _wait(lambda: _read(run_dir / 'state.json').get('state') == 'interrupted', 60,
+                _wait(lambda d=run_dir: _read(d / 'state.json').get('state') == 'interrupted', 60,
                       f'{stop.__name__} to save latest.pth', jobs)
                 stopped[run_dir] = _read(run_dir / 'state.json')['iteration']
         time.sleep(0.2)

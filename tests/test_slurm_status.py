@@ -51,7 +51,7 @@ def test_classify_each_state(tmp_path):
 
 
 def test_status_rows_query_slurm_once_and_print(tmp_path, capsys, monkeypatch):
-    cfgs = get_runs(0, data_root=str(tmp_path / 'data'))
+    cfgs = get_runs(0, data_root=str(tmp_path / 'data'))[:3]
     exp_root = tmp_path / 'exp'
     first, second = create_run_dir(cfgs[0], exp_root), create_run_dir(cfgs[1], exp_root)
     _submitted(first, '12_0')

@@ -89,3 +89,12 @@ def build_datasets(cfg: dict, method: MethodInfo) -> TrainData:
     logger.info('data %s split %s: %d labeled (%d per epoch), %s unlabeled, %d val', name, cfg['split'],
                 len(labeled), len(train_l), len(unlabeled) if unlabeled is not None else 'no', len(val))
     return TrainData(train_l, unlabeled, partner, val)
+
+
+def check_data(cfg: dict, method: MethodInfo) -> None:
+    """A cheap look at a run's data before anything is written: the class list, the split lists, the
+    first files of each list, and the first labeled and validation samples (readable, label ids in
+    range). Raises DataError naming the file and the fix."""
+    data = build_datasets(cfg, method)
+    data.labeled[0]
+    data.val[0]

@@ -36,9 +36,21 @@ def reduce_zero_label(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def load_sample(data_root: Path, entry: SplitEntry,
-                zero_label_reduction: bool = False) -> tuple[Image.Image, Image.Image]:
-    """The RGB image and the label mask (mode 'L', raw label ids) of one split entry."""
+def check_labels(mask: np.ndarray, nclass: int, path: Path, entry: SplitEntry) -> None:
+    """Label ids must be class ids 0..nclass-1 or 255 (ignore); anything else names the file."""
+    values = np.unique(mask)
+    bad = values[(values >= nclass) & (values != IGNORE_INDEX)]
+    if bad.size:
+        shown = ', '.join(str(int(v)) for v in bad[:8]) + (', ...' if bad.size > 8 else '')
+        raise DataError(f'mask {path} (listed at {entry.where}) holds label ids {shown}, outside 0..{nclass - 1} '
+                        f'and 255 (ignore); fix the mask, or nclass / classes.txt if the dataset has more classes')
+
+
+def load_sample(data_root: Path, entry: SplitEntry, zero_label_reduction: bool = False,
+                nclass: int | None = None) -> tuple[Image.Image, Image.Image]:
+    """The RGB image and the label mask (mode 'L', raw label ids) of one split entry.
+
+    With `nclass`, label ids outside 0..nclass-1 and 255 are an error naming the file."""
     img = _open(data_root / entry.image, 'image', entry).convert('RGB')
     mask_path = data_root / entry.mask
     raw = _open(mask_path, 'mask', entry)
@@ -56,4 +68,6 @@ def load_sample(data_root: Path, entry: SplitEntry,
                         f'{entry.where}); every mask must have its image\'s size')
     if zero_label_reduction:
         mask = reduce_zero_label(mask)
+    if nclass is not None:
+        check_labels(mask, nclass, mask_path, entry)
     return img, Image.fromarray(mask)

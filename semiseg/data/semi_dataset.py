@@ -40,6 +40,7 @@ class AugConfig:
     scale_ratio_range: tuple[float, float] = (0.5, 2.0)
     labeled_photometric_distortion: bool = False
     reduce_zero_label: bool = False              # ADE label shift, applied before any transform
+    nclass: int | None = None                    # label ids must be < nclass (or 255); None: unchecked
 
     @classmethod
     def from_cfg(cls, cfg: dict, reduce_zero_label: bool = False) -> AugConfig:
@@ -50,7 +51,8 @@ class AugConfig:
                                                                        (0.5, 2.0))),
                    labeled_photometric_distortion=bool(cfg.get('labeled_photometric_distortion',
                                                                False)),
-                   reduce_zero_label=bool(cfg.get('reduce_zero_label', reduce_zero_label)))
+                   reduce_zero_label=bool(cfg.get('reduce_zero_label', reduce_zero_label)),
+                   nclass=int(cfg['nclass']) if cfg.get('nclass') else None)
 
 
 class SemiDataset(Dataset):
@@ -80,7 +82,9 @@ class SemiDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         entry = self.entries[index]
-        img, mask = load_sample(self.data_root, entry, self.aug.reduce_zero_label)
+        # unlabeled masks only mark padding: their ids are not checked
+        nclass = self.aug.nclass if self.mode != 'train_u' else None
+        img, mask = load_sample(self.data_root, entry, self.aug.reduce_zero_label, nclass)
         if self.mode == 'val':
             if self.aug.img_scale is not None:
                 img = tr.val_resize(img, self.aug.img_scale)

@@ -5,8 +5,10 @@ checkpoint is plain tensors and Python containers so it loads with `torch.load(w
 """
 from __future__ import annotations
 
+import errno
 import logging
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +25,22 @@ logger = logging.getLogger(__name__)
 
 LATEST = 'latest.pth'
 BEST = 'best.pth'
+MIN_FREE_BYTES = 1 << 20   # below this, a failed write is taken for a full disk
 CHECKPOINT_KEYS = ('model', 'optimizer', 'scheduler', 'scaler', 'epoch', 'iteration', 'best_miou', 'rng', 'config')
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write `state` to `path` atomically; a crash mid-write leaves the previous file untouched."""
-    atomic_torch_save(state, path)
+    """Write `state` to `path` atomically; a crash mid-write leaves the previous file untouched.
+
+    A full disk raises OSError(ENOSPC) saying so (torch reports it as an obscure 'enforce fail')."""
+    path = Path(path)
+    try:
+        atomic_torch_save(state, path)
+    except (OSError, RuntimeError) as err:
+        if getattr(err, 'errno', None) == errno.ENOSPC or shutil.disk_usage(path.parent).free < MIN_FREE_BYTES:
+            raise OSError(errno.ENOSPC, f'disk full in {path.parent} while writing {path.name}; the previous '
+                                        f'{path.name} is intact') from err
+        raise
 
 
 def read_training_checkpoint(path: Path, map_location: str | torch.device = 'cpu') -> dict[str, Any]:

@@ -12,6 +12,9 @@ from semiseg.utils.files import atomic_write_json
 
 LOG_FORMAT = '[%(asctime)s][%(levelname)s] %(message)s'
 PACKAGE_LOGGER = 'semiseg'
+# tracebacks go to train.log only (the console gets one line), unless show_tracebacks() is called
+TRACEBACK_LOGGER = 'semiseg.traceback'
+logging.getLogger(TRACEBACK_LOGGER).propagate = False
 
 
 def attach_file_log(run_dir: Path, filename: str = 'train.log') -> logging.Handler:
@@ -26,12 +29,26 @@ def attach_file_log(run_dir: Path, filename: str = 'train.log') -> logging.Handl
     if pkg.getEffectiveLevel() > logging.INFO or pkg.level == logging.NOTSET:
         pkg.setLevel(logging.INFO)
     pkg.addHandler(handler)
+    logging.getLogger(TRACEBACK_LOGGER).addHandler(handler)
     return handler
 
 
 def detach_log(handler: logging.Handler) -> None:
     logging.getLogger(PACKAGE_LOGGER).removeHandler(handler)
+    logging.getLogger(TRACEBACK_LOGGER).removeHandler(handler)
     handler.close()
+
+
+def show_tracebacks() -> None:
+    """Also print failure tracebacks on the console (`experiments.py --verbose`)."""
+    tb = logging.getLogger(TRACEBACK_LOGGER)
+    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) for h in tb.handlers):
+        tb.addHandler(logging.StreamHandler())
+
+
+def log_traceback(message: str) -> None:
+    """`message` and the current exception's traceback, to train.log (and the console if asked)."""
+    logging.getLogger(TRACEBACK_LOGGER).error(message, exc_info=True)
 
 
 def write_state(run_dir: Path, state: str, **fields: Any) -> None:

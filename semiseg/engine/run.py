@@ -2,7 +2,8 @@
 
 The entry point of torchrun and subprocess launches; distributed settings come from the
 environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT). Exit codes: 0 finished,
-1 failed (one-line error; details in DIR/train.log), 3 interrupted (resume with the same command).
+1 failed (one-line error; the traceback is in DIR/train.log), 3 interrupted (resume with the same
+command), 130 aborted by a second Ctrl-C.
 """
 from __future__ import annotations
 
@@ -39,20 +40,25 @@ def main(argv: list[str] | None = None, parts=None) -> int:
     from semiseg.engine.logging_utils import LOG_FORMAT
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt='%Y-%m-%d %H:%M:%S')
 
-    from semiseg.data import DataError
-    from semiseg.engine import CheckpointError, TrainingFailed, TrainingInterrupted, train
+    from semiseg.engine import TrainingInterrupted, train
+    from semiseg.experiments.config import validate_config
+    from semiseg.methods.registry import method_info
+    from semiseg.utils.errors import failure_message
     run_dir = args.run_dir.expanduser()
     try:
         cfg = read_config(run_dir)
+        validate_config(cfg, parts.method_info if parts else method_info)   # an edited config.yaml is checked first
         train(cfg, run_dir, parts)
     except TrainingInterrupted as e:
         print(f'interrupted: {e}', file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (TrainingFailed, CheckpointError, DataError, FileNotFoundError, ValueError) as e:
-        print(f'error: {e}', file=sys.stderr)
+    except KeyboardInterrupt:
+        print('aborted by a second Ctrl-C; latest.pth resumes it', file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - one line; the traceback is in train.log
+        print(f'error: {failure_message(e, run_dir)}', file=sys.stderr)
         return EXIT_FAILED
     return 0
-
 
 if __name__ == '__main__':
     sys.exit(main())

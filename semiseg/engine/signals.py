@@ -1,7 +1,8 @@
-"""Graceful stop requests: SIGTERM / SIGUSR1 (Slurm pre-emption, `scancel`, torchrun) set a flag.
+"""Graceful stop requests: SIGTERM / SIGUSR1 (Slurm pre-emption, `scancel`, torchrun) and a first
+Ctrl-C (SIGINT) set a flag; a second Ctrl-C aborts at once (KeyboardInterrupt, nothing saved).
 
-The trainer polls `stop_requested()` after every iteration, so a stop always lands on an iteration
-boundary where a consistent `latest.pth` can be written. Handlers only set a flag: no logging or
+The trainer polls `stop_requested()` after every iteration and between evaluation batches, so a
+stop lands where a consistent `latest.pth` can be written. Handlers only set a flag: no logging or
 I/O happens inside a signal handler.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 
 logger = logging.getLogger(__name__)
 
-STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGUSR1)
+STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 _stop = threading.Event()
 _reason: list[str] = []
@@ -43,6 +44,11 @@ def clear_stop() -> None:
 
 
 def _handler(signum: int, frame) -> None:  # noqa: ARG001 - signal handler signature
+    if signum == signal.SIGINT:
+        if _stop.is_set():
+            raise KeyboardInterrupt   # the second Ctrl-C: abort without saving
+        request_stop('received SIGINT (Ctrl-C); press it again to abort without saving')
+        return
     request_stop(f'received {signal.Signals(signum).name}')
 
 

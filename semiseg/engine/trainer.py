@@ -28,10 +28,11 @@ from semiseg.data.datasets import dataset_info
 from semiseg.engine.optim import build_optimizer
 from semiseg.engine.options import option
 from semiseg.engine.schedule import build_scheduler
-from semiseg.evaluation import build_eval_loader, evaluate
+from semiseg.evaluation import EvaluationInterrupted, build_eval_loader, evaluate
 from semiseg.methods import build_method, method_info
 from semiseg.methods.base import StepContext
 from semiseg.models.builder import build_segmentor
+from semiseg.utils.errors import failure_message
 from semiseg.utils.files import atomic_write_json
 from semiseg.utils.modules import unwrap
 from semiseg.utils.timefmt import format_duration
@@ -40,13 +41,24 @@ from . import checkpoint as ckpt
 from .debug_panels import save_panels
 from .distributed import DistInfo, any_rank_true, cleanup_distributed, init_distributed, resolve_device, wrap_model
 from .loaders import IterationPlan, TrainLoaders, build_train_loaders, derive_seed, plan_iterations, seed_all
-from .logging_utils import MeanMeter, attach_file_log, count_parameters, detach_log, plain, write_state
+from .logging_utils import (
+    MeanMeter,
+    attach_file_log,
+    count_parameters,
+    detach_log,
+    log_traceback,
+    plain,
+    write_state,
+)
+from .runlock import RunLock
 from .signals import clear_stop, stop_reason, stop_requested, stop_signal_handlers
 from .tensorboard import TensorBoard
 
 logger = logging.getLogger(__name__)
 
 STREAM_STEP = 3   # seed stream of the per-iteration model RNG (0-2 are the data streams)
+# config keys a resumed run may not change: its checkpoint would not fit or would mean something else
+FIXED_ON_RESUME = ('model', 'model_args', 'dataset', 'nclass', 'method', 'crop_size', 'split')
 
 
 class TrainingInterrupted(RuntimeError):
@@ -106,6 +118,7 @@ class Trainer:
         self.last_eval_epoch = -1
         self.eta_s: float | None = None
         self.saved_iteration = 0             # the iteration latest.pth holds
+        self._unsaved_eval = False           # an evaluation ran since latest.pth was written
         self.extra_evals: dict[str, dict] = {}  # e.g. {'ema': {'miou', 'best_miou', 'per_class_iou'}}
         self.elapsed_before = 0.0            # training seconds of earlier starts
         self.dist = DistInfo()
@@ -116,33 +129,40 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.device = resolve_device(option(self.cfg, 'device'))
         self.dist, self.device = init_distributed(self.device)
+        lock = RunLock(self.run_dir).acquire() if self.dist.is_main else None  # one writer per folder
         handler = attach_file_log(self.run_dir) if self.dist.is_main else None
-        self.tb = TensorBoard(self.run_dir, enabled=self.dist.is_main)
+        self.tb = None
         try:
+            self.tb = TensorBoard(self.run_dir, enabled=self.dist.is_main)
             with stop_signal_handlers():
                 self._setup()
                 return self._train()
         except TrainingInterrupted:
             raise
-        except TrainingFailed as e:
-            logger.error('%s', e)
-            raise
         except KeyboardInterrupt:
-            self._state('interrupted', error='KeyboardInterrupt')
+            self._state('interrupted', error=f'aborted by a second Ctrl-C; latest.pth holds iteration '
+                                             f'{self.saved_iteration}')
             raise
         except Exception as e:
-            logger.exception('training failed: %s', e)
-            self._state('failed', error=f'{type(e).__name__}: {e}')
+            message = failure_message(e, self.run_dir)
+            log_traceback(f'training of {self.run_dir} failed: {message}')   # train.log only
+            self._state('failed', error=message)
             raise
         finally:
-            self.tb.close()
+            if self.tb is not None:
+                self.tb.close()
             if handler is not None:
                 detach_log(handler)
+            if lock is not None:
+                lock.release()
             cleanup_distributed(self.dist)
 
     # ------------------------------------------------------------------ setup
     def _setup(self) -> None:
         cfg, parts = self.cfg, self.parts
+        if self.dist.is_main:
+            for stale in ckpt.remove_stale_temporaries(self.run_dir):
+                logger.info('removed %s, left by an interrupted checkpoint write', stale.name)
         if self.device.type == 'cuda':
             torch.backends.cudnn.enabled = True
             torch.backends.cudnn.benchmark = True
@@ -194,15 +214,27 @@ class Trainer:
                 f'{path} was written by a run of {saved_total} iterations but this config plans '
                 f'{self.plan.total_iters}; resume with the config in {self.run_dir / "config.yaml"} or '
                 f'start a new run folder')
-        changed = sorted(k for k in set(state.get('config') or {}) | set(self.cfg)
-                         if (state.get('config') or {}).get(k) != self.cfg.get(k))
+        old_cfg = state.get('config') or {}
+        changed = sorted(k for k in set(old_cfg) | set(self.cfg) if old_cfg.get(k) != self.cfg.get(k))
+        fixed = [k for k in changed if k in FIXED_ON_RESUME]
+        if fixed:
+            was = ', '.join(f'{k}={old_cfg.get(k)!r}' for k in fixed)
+            raise ckpt.CheckpointError(
+                f'{path} was trained with {was}, but {self.run_dir / "config.yaml"} says otherwise; '
+                f'{", ".join(fixed)} cannot change mid-run: restore them, or start a new run folder')
         if changed:
-            logger.warning('config differs from the checkpoint in: %s', ', '.join(changed))
+            logger.warning('config.yaml differs from the checkpoint in %s; the config file wins: %s',
+                           ', '.join(changed), '; '.join(f'{k}: {old_cfg.get(k)!r} -> {self.cfg.get(k)!r}'
+                                                        for k in changed))
+        configured = [{k: v for k, v in g.items() if k != 'params'} for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state['optimizer'])
+        for group, hyper in zip(self.optimizer.param_groups, configured):
+            group.update(hyper)        # lr, weight decay, ... as the config says, not as saved
         self.method.load_state_dict(state.get('method') or {})
         self.extra_evals = dict(state.get('extra_evals') or {})
-        if state.get('scheduler') is not None:
-            self.scheduler.load_state_dict(state['scheduler'])
+        last_iter = (state.get('scheduler') or {}).get('last_iter', -1)
+        if last_iter >= 0:
+            self.scheduler.step(last_iter)   # the configured schedule at the saved position
         if state.get('rng') is not None:
             ckpt.restore_rng(state['rng'])
         self.iteration = int(state['iteration'])
@@ -231,7 +263,7 @@ class Trainer:
             for epoch in range(start_epoch, plan.epochs):
                 self._run_epoch(epoch, bar)
                 self._end_epoch(epoch)
-                if epoch + 1 < plan.epochs and any_rank_true(stop_requested(), self.dist, self.device):
+                if epoch + 1 < plan.epochs and self._should_stop():
                     self._interrupt(epoch + 1)
         finally:
             bar.close()
@@ -263,7 +295,7 @@ class Trainer:
                 self._log_train(meter, bar)
             if self.ckpt_every > 0 and self.iteration % self.ckpt_every == 0 and self.iteration % ipe != 0:
                 self._save_latest()
-            if any_rank_true(stop_requested(), self.dist, self.device):
+            if self._should_stop():
                 self._interrupt(epoch)
             t_last = time.time()
 
@@ -342,6 +374,12 @@ class Trainer:
         if not self.dist.is_main:
             return
         plan = getattr(self, 'plan', None)
+        try:
+            self._write_state(state, error, plan)
+        except OSError as err:   # e.g. a full disk: the run's own error is what matters
+            logger.warning('could not write state.json (%s)', err)
+
+    def _write_state(self, state: str, error: str | None, plan) -> None:
         write_state(self.run_dir, state, iteration=self.iteration, saved_iteration=self.saved_iteration,
                     total_iters=plan.total_iters if plan else 0,
                     epoch=self.iteration // plan.iters_per_epoch if plan else 0,
@@ -362,20 +400,30 @@ class Trainer:
         return self._should_eval(epoch) and self.last_eval_epoch < epoch
 
     def _end_epoch(self, epoch: int) -> None:
-        """Evaluate if due, save best.pth on strict improvement, then latest.pth."""
+        """Save latest.pth, then evaluate if due (best.pth on strict improvement): an interruption
+        during evaluation loses no training; the evaluation reruns on resume."""
+        if self.saved_iteration != self.iteration:
+            self._save_latest()
         if self._eval_pending(epoch):
-            self._evaluate(epoch)
-        self._save_latest()
+            try:
+                self._evaluate(epoch)
+            except EvaluationInterrupted:
+                self._interrupt(epoch, during='evaluation')
         self._state('running')
+
+    def _should_stop(self) -> bool:
+        return any_rank_true(stop_requested(), self.dist, self.device)
 
     def _evaluate(self, epoch: int) -> None:
         t0 = time.time()
         with self._autocast():
-            res = self.parts.evaluate(self.model, self.val_loader, self.cfg, self.device)
+            res = self.parts.evaluate(self.model, self.val_loader, self.cfg, self.device,
+                                      should_stop=self._should_stop)
         miou = float(res['miou'])
         per_class = {self._class_name(i): float(v) for i, v in enumerate(res['per_class_iou'])}
         self.last_eval = {'miou': miou, 'per_class_iou': per_class, 'epoch': epoch}
         self.last_eval_epoch = epoch
+        self._unsaved_eval = True
         improved = miou > self.best_miou
         if improved:
             self.best_miou, self.best_per_class = miou, dict(per_class)
@@ -401,7 +449,7 @@ class Trainer:
         Its scores are logged and kept (`extra_evals`, results.json); best.pth follows the trained
         model's mIoU, as the release's does."""
         with self._autocast():
-            res = self.parts.evaluate(model, self.val_loader, self.cfg, self.device)
+            res = self.parts.evaluate(model, self.val_loader, self.cfg, self.device, should_stop=self._should_stop)
         miou = float(res['miou'])
         per_class = {self._class_name(i): float(v) for i, v in enumerate(res['per_class_iou'])}
         previous = self.extra_evals.get(name, {})
@@ -441,12 +489,14 @@ class Trainer:
             ckpt.save_checkpoint(self._checkpoint_state(), self.run_dir / ckpt.LATEST)
             logger.debug('saved %s at iteration %d', ckpt.LATEST, self.iteration)
         self.saved_iteration = self.iteration
+        self._unsaved_eval = False
 
-    def _interrupt(self, epoch: int) -> None:
-        self._save_latest()
+    def _interrupt(self, epoch: int, during: str = 'training') -> None:
+        if self.saved_iteration != self.iteration or self._unsaved_eval:
+            self._save_latest()
         reason = stop_reason() or ('stop requested on another rank' if self.dist.distributed else 'stop requested')
-        logger.warning('%s: stopped after iteration %d/%d (epoch %d); %s saved, the same run resumes from it',
-                       reason, self.iteration, self.plan.total_iters, epoch, ckpt.LATEST)
+        logger.warning('%s during %s: stopped after iteration %d/%d (epoch %d); %s holds it, the same run '
+                       'resumes from it', reason, during, self.iteration, self.plan.total_iters, epoch, ckpt.LATEST)
         self._state('interrupted', error=reason)
         raise TrainingInterrupted(f'{reason}: training of {self.run_dir} stopped at iteration '
                                   f'{self.iteration}/{self.plan.total_iters}; latest.pth saved')

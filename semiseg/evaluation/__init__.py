@@ -1,6 +1,6 @@
 """Evaluation: inference modes, mIoU and the evaluation loop (ARCHITECTURE.md §6)."""
-from .evaluate import build_eval_loader, evaluate
+from .evaluate import EvaluationInterrupted, build_eval_loader, evaluate
 from .metrics import IoUAccumulator
 from .sampler import DistributedEvalSampler
 
-__all__ = ['DistributedEvalSampler', 'IoUAccumulator', 'build_eval_loader', 'evaluate']
+__all__ = ['DistributedEvalSampler', 'EvaluationInterrupted', 'IoUAccumulator', 'build_eval_loader', 'evaluate']

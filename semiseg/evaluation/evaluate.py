@@ -36,10 +36,15 @@ def _default_predict() -> Callable:
     return predict
 
 
+class EvaluationInterrupted(RuntimeError):
+    """`should_stop` said stop between two evaluation batches (the evaluation is redone later)."""
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, cfg: dict,
              device: torch.device | str | None = None,
-             predict_fn: Callable | None = None) -> dict:
+             predict_fn: Callable | None = None,
+             should_stop: Callable[[], bool] | None = None) -> dict:
     """mIoU of `model` on `loader` (batches {'img': (1,3,h,w), 'mask': (1,H,W), 'id': [str]}).
 
     Uses cfg['eval_mode'], cfg['crop_size'], for the zegclip and padded sliding windows
@@ -47,7 +52,8 @@ def evaluate(model: nn.Module, loader: DataLoader, cfg: dict,
     out_size = the mask size (zegclip_sliding_window resizes to it, so a resized val image is
     scored at its original resolution); center_crop crops the mask too. Counts
     are all-reduced across ranks. The model runs unwrapped from DDP in eval mode; its previous
-    train/eval mode is restored.
+    train/eval mode is restored. `should_stop` is asked between batches (a stop request: SIGTERM,
+    Ctrl-C); when it says yes, EvaluationInterrupted is raised within one image.
     Returns {'miou': float, 'per_class_iou': list[float]} in percent.
     """
     for key in ('eval_mode', 'crop_size', 'nclass'):
@@ -66,6 +72,8 @@ def evaluate(model: nn.Module, loader: DataLoader, cfg: dict,
     net.eval()
     try:
         for item in loader:
+            if should_stop is not None and should_stop():
+                raise EvaluationInterrupted('evaluation stopped on request')
             img, mask = item['img'].to(device), item['mask'].to(device)
             logits = predict(net, img, mode, cfg['crop_size'], stride=stride,
                              out_size=tuple(mask.shape[-2:]), size_multiple=cfg.get('eval_size_multiple'))

@@ -17,7 +17,6 @@ import torch.distributed as dist
 from semiseg.utils.labels import IGNORE_INDEX
 
 
-
 def intersection_and_union(pred: torch.Tensor, gt: torch.Tensor,
                            num_classes: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-class (intersection, union, gt area) counts of one or more label maps."""

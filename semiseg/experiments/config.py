@@ -19,6 +19,7 @@ from semiseg.data.errors import DataError
 from semiseg.engine.options import check_options
 from semiseg.methods.registry import method_info
 from semiseg.utils.labels import IGNORE_INDEX
+from semiseg.utils.names import model_stem
 
 from .naming import CLASS_FILTERS, override_suffix, run_name
 from .overrides import Override, apply_overrides
@@ -214,8 +215,10 @@ def _set_after(cfg: dict[str, Any], anchor: str, key: str, value: Any) -> dict[s
     return out
 
 
-def validate_config(cfg: dict[str, Any]) -> None:
-    """Raise ValueError naming the first key whose value cannot work (before any file is written)."""
+def validate_config(cfg: dict[str, Any], lookup_method=method_info) -> None:
+    """Raise ValueError naming the first key whose value cannot work (before any file is written).
+
+    `lookup_method` resolves cfg['method'] (the method registry; tests pass their stand-in's)."""
     def positive_int(key: str, allow_none: bool = False) -> None:
         value = cfg.get(key)
         if value is None and allow_none:
@@ -223,7 +226,8 @@ def validate_config(cfg: dict[str, Any]) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f'{key} must be a whole number >= 1, got {value!r}')
 
-    method_info(cfg['method'])
+    lookup_method(cfg['method'])
+    model_stem(str(cfg['model']))
     for key in ('crop_size', 'batch_size', 'n_gpus', 'n_nodes', 'nclass'):
         positive_int(key)
     positive_int('epochs', allow_none=True)

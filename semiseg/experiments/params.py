@@ -1,7 +1,8 @@
 """Run parameters: the inputs from which a run config and its name are derived.
 
 Defaults are those of the SemiVL release (google-research/semivl `experiments.py`,
-`generate_experiment_cfgs`); an experiment run is these defaults plus a small dict of overrides. `config.build_config` and `naming.run_name` turn them into the config.
+`generate_experiment_cfgs`); an experiment run is these defaults plus a small dict of overrides.
+`config.build_config` turns them into the config, `naming.run_name` reads the name off it.
 """
 from __future__ import annotations
 

@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from semiseg.engine.options import option
+from semiseg.utils.errors import failure_message
 
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+EXIT_INTERRUPTED = 3   # semiseg.engine.run's code for a stop with latest.pth saved
 
 
 class LaunchError(RuntimeError):
@@ -111,10 +113,11 @@ def run_torchrun(run_dir: Path, ngpus: int) -> int:
 
 def launch_local(runs: list[tuple[dict[str, Any], Path]], ngpus: int | None = None,
                  cuda_count: int | None = None) -> int:
-    """Train `runs` one after another; returns 0 if all finished, else 1.
+    """Train `runs` one after another; returns 0 if all finished, 1 if one failed, 3 if interrupted.
 
-    A failed run is logged and the next one starts; an interrupted run (SIGTERM, SIGUSR1) stops
-    the sequence, since the user or the system asked to stop.
+    A failed run gets one line (its cause and fix; the traceback is in its train.log) and the next
+    run starts; an interruption (SIGTERM, SIGUSR1, Ctrl-C) stops the sequence: latest.pth is saved
+    and the same command resumes.
     """
     if cuda_count is None:
         cuda_count = cuda_device_count()
@@ -124,24 +127,24 @@ def launch_local(runs: list[tuple[dict[str, Any], Path]], ngpus: int | None = No
         log.info('run %s: %s', cfg['name'], describe(plan, run_dir))
         if plan.mode == 'torchrun':
             code = run_torchrun(run_dir, plan.nprocs)
+            if code == EXIT_INTERRUPTED:
+                return EXIT_INTERRUPTED
             if code != 0:
-                log.error('run %s failed (torchrun exit code %d); see %s', cfg['name'], code, run_dir)
+                print(f'experiments.py: error: run {cfg["name"]} failed (torchrun exit code {code}); see '
+                      f'{run_dir / "train.log"}', file=sys.stderr)
                 failed.append(cfg['name'])
             continue
         from semiseg.engine import TrainingInterrupted
         try:
             results = run_in_process(cfg, run_dir)
-        except TrainingInterrupted:
-            log.warning('run %s interrupted; its latest.pth is in %s; the same command resumes it',
-                        cfg['name'], run_dir)
-            return 1
-        except Exception:
-            log.exception('run %s failed; see %s', cfg['name'], run_dir)
+        except TrainingInterrupted as e:
+            print(f'experiments.py: interrupted: {e}; the same command resumes it', file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except Exception as e:  # noqa: BLE001 - every failure of a run is reported in one line
+            print(f'experiments.py: error: run {cfg["name"]}: {failure_message(e, run_dir)}', file=sys.stderr)
             failed.append(cfg['name'])
             continue
-        log.info('run %s finished: mIoU %s (best %s)', cfg['name'],
-                 results.get('miou') if isinstance(results, dict) else None,
-                 results.get('best_miou') if isinstance(results, dict) else None)
+        log.info('run %s finished: mIoU %.2f (best %.2f)', cfg['name'], results['miou'], results['best_miou'])
     if failed:
         log.error('%d of %d runs failed: %s', len(failed), len(runs), ', '.join(failed))
         return 1

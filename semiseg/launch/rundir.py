@@ -58,7 +58,7 @@ def is_finished(run_dir: Path) -> bool:
         return False
 
 
-def _normalized(cfg: dict[str, Any]) -> Any:
+def normalized_config(cfg: dict[str, Any]) -> Any:
     """`cfg` as it reads back from YAML (tuples -> lists), for comparison with stored configs."""
     return yaml.safe_load(yaml.safe_dump(cfg, sort_keys=False))
 
@@ -68,7 +68,7 @@ def _same_config_dirs(cfg: dict[str, Any], exp_root: Path) -> list[Path]:
     parent = exp_dir(exp_root, cfg['exp'])
     if not parent.is_dir():
         return []
-    want = _normalized(cfg)
+    want = normalized_config(cfg)
     found = []
     for path in parent.iterdir():
         cfg_file = path / CONFIG_FILE
@@ -98,3 +98,30 @@ def find_finished(cfg: dict[str, Any], exp_root: Path) -> Path | None:
         if is_finished(path):
             return path
     return None
+
+
+def run_name_of(run_dir: Path) -> str:
+    """The run name inside a folder name `<YYMMDD-HHMM>_<name>_<uid5>`."""
+    return Path(run_dir).name[12:-6]
+
+
+def unfinished_with_other_config(cfg: dict[str, Any], exp_root: Path) -> list[tuple[Path, str]]:
+    """Unfinished folders named after this run whose config.yaml differs from `cfg` or cannot be
+    read (an edited folder): (folder, what differs), newest first."""
+    parent = exp_dir(exp_root, cfg['exp'])
+    if not parent.is_dir():
+        return []
+    want = normalized_config(cfg)
+    found = []
+    for path in sorted(parent.iterdir(), key=lambda p: p.name, reverse=True):
+        if not path.is_dir() or run_name_of(path) != cfg['name'] or is_finished(path):
+            continue
+        try:
+            stored = load_config(path / CONFIG_FILE)
+        except (OSError, ValueError, yaml.YAMLError) as err:
+            found.append((path, f'an unreadable config.yaml ({str(err).splitlines()[0][:80]})'))
+            continue
+        if stored != want:
+            keys = sorted(k for k in set(stored) | set(want) if stored.get(k) != want.get(k))
+            found.append((path, f'a config.yaml that differs in {", ".join(keys)}'))
+    return found

@@ -13,6 +13,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from semiseg.engine.runlock import lock_holder
+
 from .job import read_attempts, read_job_record
 from .rundir import CONFIG_FILE, RESULTS_FILE, find_finished, find_resumable
 from .slurm import ACTIVE_STATES, Runner, run_command, slurm_states
@@ -35,7 +37,7 @@ class RunStatus:
     job_id: str | None
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def read_json(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -95,15 +97,20 @@ def classify(run_dir: Path | None, slurm_state: str | None) -> tuple[str, str]:
     """(status, detail) of one run from its folder and its Slurm job state (None: unknown)."""
     if run_dir is None:
         return 'not started', ''
-    results = _read_json(run_dir / RESULTS_FILE)
+    results = read_json(run_dir / RESULTS_FILE)
     if results and results.get('finished'):
         best = results.get('best_miou')
         return 'finished', f'best mIoU {best:.2f}' if isinstance(best, (int, float)) else 'best mIoU ?'
-    state = _read_json(run_dir / STATE_FILE) or {}
+    state = read_json(run_dir / STATE_FILE) or {}
     record = read_job_record(run_dir)
     if slurm_state in QUEUED_STATES:
         resumes = f', resumes at {_progress(state)}' if state.get('iteration') else ''
         return 'queued', f'Slurm {slurm_state}{resumes}'
+    if slurm_state is None and state.get('state') == 'running' and lock_holder(run_dir) is None:
+        # the lock dies with its process: nobody trains this folder any more (kill -9, node loss)
+        saved = state.get('saved_iteration')
+        return 'stale', (f'its process ({state.get("host")}, pid {state.get("pid")}) is gone; latest.pth holds '
+                         f'iteration {saved}; the same command resumes it')
     if slurm_state == 'RUNNING' or (slurm_state is None and state.get('state') == 'running'):
         if state.get('state') != 'running':
             return 'running', 'starting'
@@ -111,7 +118,9 @@ def classify(run_dir: Path | None, slurm_state: str | None) -> tuple[str, str]:
     if state.get('state') == 'failed':
         return 'failed', _last_line(state.get('error')) or _log_tail(record)
     if state.get('state') == 'interrupted':
-        return 'interrupted', f'at {_progress(state)}; the same command resumes it from latest.pth'
+        saved = state.get('saved_iteration', state.get('iteration'))
+        total = state.get('total_iters')
+        return 'interrupted', f'latest.pth holds iteration {saved}/{total}; the same command resumes it'
     if slurm_state in DEAD_STATES:
         return 'failed', f'Slurm {slurm_state}: {_log_tail(record) or "see the job log"}'
     if record and record.get('cluster') == 'slurm' and slurm_state is None:

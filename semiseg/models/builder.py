@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +20,11 @@ from mmengine.config import Config
 from mmseg.registry import MODELS
 
 from semiseg.models.weights import CLIP_SOURCE, clip_weights_source
+from semiseg.utils.names import model_stem
 
 logger = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / 'configs' / 'models'
-_MODEL_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_-]*$')
 
 
 class UnknownModel(KeyError):
@@ -46,10 +45,10 @@ def model_config_path(name: str) -> Path:
     A name is an identifier (letters, digits, - and _), never a path: mmengine executes the file,
     so nothing outside configs/models/ may be reached through a run config.
     """
-    stem = name[len('mmseg.'):] if name.startswith('mmseg.') else name
-    if not _MODEL_NAME.match(stem):
-        raise UnknownModel(f'model {name!r} is not a model name (letters, digits, - and _ only, no paths); '
-                           f'available: {", ".join("mmseg." + m for m in available_models())}')
+    try:
+        stem = model_stem(name)
+    except ValueError as err:
+        raise UnknownModel(str(err)) from None
     path = CONFIG_DIR / f'{stem}.py'
     if not path.is_file():
         raise UnknownModel(f'unknown model {name!r}: no {path}. Available: '

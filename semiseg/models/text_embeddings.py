@@ -126,7 +126,7 @@ def load_clip_text_model(source: str | os.PathLike = 'openai') -> torch.nn.Modul
             model = open_clip.create_model(W.CLIP_MODEL_NAME, pretrained='openai',
                                            force_quick_gelu=True)  # OpenAI CLIP uses QuickGELU
         except Exception as err:  # noqa: BLE001 - report any download/cache failure clearly
-            raise TextEmbeddingError(_missing_help(f'open_clip could not load openai weights: {err}'))
+            raise TextEmbeddingError(_missing_help(f'open_clip could not load openai weights: {err}')) from err
         return model.float().eval()
     sd = W.read_checkpoint_state_dict(source)
     if 'token_embedding.weight' not in sd:
