@@ -1,5 +1,5 @@
 """Tiny stand-ins for the engine tests: data, model, method and evaluation honouring the contracts
-of ARCHITECTURE.md §3-§6, small enough that a run of a few epochs takes a second or two.
+of docs/ARCHITECTURE.md §3-§6, small enough that a run of a few epochs takes a second or two.
 
 `PARTS` is the `TrainerParts` to pass to `semiseg.engine.train`; run as a script
 (`python tests/_engine_standins.py --run-dir DIR`) it calls `semiseg.engine.run.main` with them, so

@@ -1,4 +1,4 @@
-"""build_datasets / SemiDataset: item formats (ARCHITECTURE §3), padding markers, label handling,
+"""build_datasets / SemiDataset: item formats (docs/ARCHITECTURE.md §3), padding markers, label handling,
 val resize and reproducibility under a seed."""
 import random
 from pathlib import Path

@@ -1,4 +1,5 @@
-"""Invariants of each augmentation of the release's data pipeline (spec semivl §7)."""
+"""Invariants of each augmentation of the release's data pipeline (google-research/semivl
+`third_party/unimatch/dataset/semi.py`, `SemiDataset`, and `transform.py` beside it)."""
 import random
 
 import numpy as np

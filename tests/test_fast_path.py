@@ -249,3 +249,44 @@ def test_fused_adamw_is_automatic_on_cuda():
     model(torch.randn(3, 4, device='cuda')).sum().backward()
     opt.step()
     assert all(math.isfinite(float(p.sum())) for p in model.parameters())
+
+
+def test_golden_forward_with_every_fp32_switch_on():
+    """Activation checkpointing, channels_last heads and TF32 matmul precision (a no-op on the CPU)
+    leave the release's golden logits where they were."""
+    from semiseg.engine.fastpath import precision_mode, set_activation_checkpointing, set_channels_last
+    require_reference()
+    model = golden_model()
+    assert set_activation_checkpointing(model) and set_channels_last(model)
+    ref = golden()
+    x = torch.from_numpy(ref['sq_input'])
+    with precision_mode('tf32'), torch.no_grad():
+        logits = model(x)
+    diff = (logits[:, :, ::8, ::8] - torch.from_numpy(ref['sq_logits_s8'])).abs().max().item()
+    assert diff < 1e-4, diff
+    assert agreement(logits.argmax(1), ref['sq_argmax']) >= 0.999
+
+
+def test_compiled_model_gives_the_eager_loss():
+    """torch.compile (in place, as the engine's `compile` option does it) on the exp-0 model, CPU."""
+    from semiseg.api import build_model, run_config
+    from semiseg.engine.fastpath import compile_model
+    from semiseg.methods import build_method
+    from semiseg.methods.base import StepContext
+    cfg = run_config(0, 1)
+    torch.manual_seed(0)
+    model = build_model(0, 1, pretrained=False)
+    g = torch.Generator().manual_seed(1)
+    batch = {k: torch.randn(2, 3, 64, 64, generator=g) for k in ('img_x', 'img_w', 'img_s1', 'img_s2', 'img_w_o',
+                                                                  'img_s1_o', 'img_s2_o')}
+    batch.update(mask_x=torch.randint(0, 5, (2, 64, 64), generator=g), ignore=torch.zeros(2, 64, 64, dtype=torch.long),
+                 ignore_o=torch.zeros(2, 64, 64, dtype=torch.long), box1=torch.zeros(2, 64, 64),
+                 box2=torch.ones(2, 64, 64))
+
+    def loss() -> float:
+        torch.manual_seed(3)
+        result = build_method(cfg, model).step(batch, StepContext(0, 10))
+        return float(result.total())
+    eager = loss()
+    compile_model(model)
+    assert abs(loss() - eager) < 1e-4

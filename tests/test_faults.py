@@ -335,7 +335,7 @@ BAD_INPUTS = [
     ('epochs-frac', ['--cfg-options', 'epochs=2.5'], None, 2, ['epochs expects an integer']),
     ('negative-lr', ['--cfg-options', 'optimizer.lr=-1'], None, 2, ['learning rate must be a number > 0']),
     ('batch-0', ['--cfg-options', 'batch_size=0'], None, 2, ['batch_size must be a whole number >= 1']),
-    ('fp16', ['--cfg-options', 'precision=fp16'], None, 2, ["precision must be one of 'fp32', 'bf16'"]),
+    ('fp16', ['--cfg-options', 'precision=fp16'], None, 2, ["precision must be one of 'fp32', 'tf32', 'bf16'"]),
     ('tpu', ['--cfg-options', 'device=tpu'], None, 2, ["device must be one of 'auto', 'cpu', 'cuda'"]),
     ('model-path', ['--cfg-options', 'model=mmseg.../../evil'], None, 2, ['is not a model name']),
     ('unknown-method', ['--cfg-options', 'method=magic'], None, 2, ["unknown method 'magic'", 'known methods']),

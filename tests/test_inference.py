@@ -1,5 +1,6 @@
-"""Inference modes (spec §8) with recording fake models: window placement, accumulation rule
-(softmax sum vs averaged logits), padding, final resize."""
+"""Inference modes (google-research/semivl `third_party/unimatch/supervised.py`, `predict`) with
+recording fake models: window placement, accumulation rule (softmax sum vs averaged logits),
+padding, final resize."""
 import pytest
 import torch
 import torch.nn.functional as F

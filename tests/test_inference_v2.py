@@ -67,7 +67,8 @@ def test_original_rounds_half_up_to_the_multiple(h, w, m, new):
 
 
 def test_shifted_starts_cityscapes():
-    # 1024x2048, crop 798, stride int(798 * 2 / 3) = 532 (spec'd release tiling)
+    # 1024x2048, crop 798, stride int(798 * 2 / 3) = 532 (the tiling of LiheYoung/UniMatch-V2
+    # `supervised.py`, `evaluate`)
     assert shifted_window_starts(1024, 798, 532) == [0, 226]
     assert shifted_window_starts(2048, 798, 532) == [0, 532, 1064, 1250]
     assert shifted_window_starts(798, 798, 532) == [0]

@@ -1,4 +1,5 @@
-"""Losses against values computed by hand on tiny maps (spec semivl §6.2-6.3, unimatch §5)."""
+"""Losses against values computed by hand on tiny maps (google-research/semivl `semivl.py` and
+`utils/train_utils.py`; LiheYoung/UniMatch `util/ohem.py`)."""
 import math
 
 import pytest

@@ -1,4 +1,4 @@
-"""Training steps on a tiny stand-in model that honours the model contract (ARCHITECTURE §4)."""
+"""Training steps on a tiny stand-in model that honours the model contract (docs/ARCHITECTURE.md §4)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -73,7 +73,8 @@ def run_step(cfg, seed=0, ctx=None, model=None):
 
 
 def release_semivl_loss(model, batch, cfg, iteration, total_iters):
-    """The release's iteration maths written out from spec semivl §6.2 (in-place style)."""
+    """The release's iteration maths (google-research/semivl `semivl.py`, the training loop),
+    written out in its in-place style."""
     b = {k: v.clone() for k, v in batch.items()}
     tau, lam = cfg['conf_thresh'], cfg['maskclip_consistency_lambda']
     b['img_s1'][b['box1'].unsqueeze(1).expand(b['img_s1'].shape) == 1] = \

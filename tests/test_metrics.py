@@ -1,4 +1,5 @@
-"""mIoU accounting (spec semivl §8) against hand values and mmseg's IoUMetric."""
+"""mIoU accounting (google-research/semivl `third_party/unimatch/supervised.py`, `evaluate`) against
+hand values and mmseg's IoUMetric."""
 import math
 
 import numpy as np

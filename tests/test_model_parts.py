@@ -1,4 +1,6 @@
-"""Backbone, head and builder details (spec §2-§4), checked on tiny random modules."""
+"""Backbone, head and builder details, checked on tiny random modules (google-research/semivl
+`third_party/maskclip/models/backbones/maskclip_vit.py`, `model/vlm.py`, `model/builder.py`,
+`model/decode_heads/vlg_head.py`)."""
 import numpy as np
 import pytest
 import torch
@@ -255,7 +257,8 @@ def fake_openai_visual(width=32, layers=3, patch=8, grid=3, out=16):
 
 
 def test_pretrained_backbone_loads_clip_weights(tmp_path):
-    """init_weights() hands `pretrained` to semiseg.models.weights (spec §2.5 conversion)."""
+    """init_weights() hands `pretrained` to semiseg.models.weights (the conversion of
+    google-research/semivl `third_party/maskclip/convert_clip_weights.py`)."""
     sd = fake_openai_visual()
     torch.save(sd, tmp_path / 'clip.pt')
     m = vit(pretrained=str(tmp_path / 'clip.pt'))
@@ -269,7 +272,8 @@ def test_pretrained_backbone_loads_clip_weights(tmp_path):
 
 
 def test_pos_embed_grid_floors_like_mmseg():
-    """801 -> 50x50 stored (2501 rows); an 801 input is padded to 51x51 tokens (spec §2.6)."""
+    """801 -> 50x50 stored (2501 rows); an 801 input is padded to 51x51 tokens (the runtime
+    pos-embed resize of the release's `MaskClipVisionTransformer`)."""
     m = vit(img_size=35)  # patch 8: 4x4 stored, 35 -> padded 40 -> 5x5 tokens
     assert m.pos_embed.shape[1] == 17
     assert m(torch.randn(1, 3, 35, 35))[0][-1].shape[-2:] == (5, 5)

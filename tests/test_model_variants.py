@@ -10,7 +10,7 @@ from semiseg.models.builder import build_segmentor, load_model_config
 
 torch.set_num_threads(1)  # the CPU is shared; one thread is as fast here
 REF = Path(__file__).resolve().parents[1].parent / 'shared' / 'reference'
-ATTN_POS_TRAINABLE = 29_135_616  # spec §2.4
+ATTN_POS_TRAINABLE = 29_135_616  # ftap freeze: google-research/semivl `model/vlm.py`, `VLM.__init__`
 PROMPT_TRAINABLE = 10 * 768 + 11 * 10 * 768 + 768 * 768 + 768 + 2 * 768
 
 
@@ -50,7 +50,7 @@ def test_dlv3p_mcvitb_ftap_freezing_and_forward(dlv3p_ftap):
     with torch.no_grad():
         feats = m.extract_feat(torch.randn(1, 3, 32, 48))
         head_out = m.decode_head(feats, force_output_pred_masks=True)
-        assert head_out['pred_masks'].shape == (1, 21, 512, 512)  # square img_size (quirk §9.1)
+        assert head_out['pred_masks'].shape == (1, 21, 512, 512)  # square img_size (release quirk)
         out = m(torch.randn(1, 3, 32, 48))
     assert out.shape == (1, 21, 32, 48) and torch.isfinite(out).all()
 
@@ -161,7 +161,8 @@ def test_vpt_loads_openai_weights(tmp_path):
 
 
 def _naive_segloss(pred, label, n):
-    """Per (image, class) loops, straight from the spec's description."""
+    """Per (image, class) loops, straight from the description of the release's loss
+    (google-research/semivl `third_party/zegclip/losses/atm_loss.py`, `SegLossPlus`)."""
     import torch.nn.functional as F
     focal, dice, num = 0.0, 0.0, 0
     for b in range(pred.shape[0]):

@@ -1,4 +1,5 @@
-"""Parameter groups of build_optimizer (spec semivl §6.4: mmcv DefaultOptimizerConstructor)."""
+"""Parameter groups of build_optimizer (google-research/semivl `semivl.py` calls mmseg's
+`build_optimizer`: mmcv DefaultOptimizerConstructor)."""
 import pytest
 import torch
 from torch import nn
@@ -127,7 +128,8 @@ def test_optimizer_config_errors():
 
 
 def test_exp40_groups_match_the_release_table():
-    """Spec semivl §6.4 table on the real exp-40 model (random init): 372 per-tensor groups."""
+    """The release's groups (google-research/semivl `semivl.py`, its `build_optimizer` call) on the real
+    exp-40 model (random init): 372 per-tensor groups."""
     models = pytest.importorskip('semiseg.models')
     registry = pytest.importorskip('semiseg.experiments.registry')
     cfg = dict(registry.get_runs(40)[0])

@@ -1,4 +1,5 @@
-"""The release's poly LR with warmup and its one-step lag (spec semivl §6.5)."""
+"""The release's poly LR with warmup and its one-step lag (google-research/semivl `semivl.py`,
+the LR update after `optimizer.step()`)."""
 import pytest
 import torch
 from mmengine.optim import PolyLR

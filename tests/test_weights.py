@@ -1,4 +1,5 @@
-"""CLIP ViT-B/16 weight conversion (spec §2.5) and loading into the MaskCLIP backbone."""
+"""CLIP ViT-B/16 weight conversion (google-research/semivl `third_party/maskclip/convert_clip_weights.py`)
+and loading into the MaskCLIP backbone (`MaskClipVisionTransformer.init_weights`)."""
 import json
 from pathlib import Path
 
@@ -83,7 +84,7 @@ def test_full_size_keys_match_release_state_dict(tmp_path):
     assert missing == [] and unexpected == []
     own = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     assert own == expected
-    # values moved, with §2.5 loading rules
+    # values moved, with the release's loading rules (MaskClipVisionTransformer.init_weights)
     assert torch.equal(module.cls_token.data.flatten(), sd['visual.class_embedding'].float())
     assert torch.equal(module.proj.weight.data, sd['visual.proj'].float().t()[:, :, None, None])
     pos = sd['visual.positional_embedding'].float()

@@ -1,5 +1,6 @@
 # Exp-41 ablation: timm ViT-B/16 (ImageNet-21k pretrained, 1k fine-tuned; fed ImageNet-normalised
-# input as in the release) with full fine-tuning and a DeepLabv3+ head (spec §5.2-5.3): ASPP on
+# input as in the release) with full fine-tuning and a DeepLabv3+ head (google-research/semivl
+# `configs/_base_/models/vlm-dlv3p-bn11-sk4-ft-tvit-in1k.py`): ASPP on
 # norm(block 11), low-level skip norm(block 4).
 img_size = 512
 model = dict(

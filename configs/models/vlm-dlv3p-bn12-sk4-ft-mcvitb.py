@@ -1,5 +1,6 @@
 # Exp-41 ablation: MaskCLIP ViT-B/16 with full fine-tuning and a
-# DeepLabv3+ head instead of the VLG decoder (spec §5.2): ASPP on the 512-d dense CLIP
+# DeepLabv3+ head instead of the VLG decoder (google-research/semivl
+# `configs/_base_/models/vlm-dlv3p-bn12-sk4-ft-mcvitb.py`): ASPP on the 512-d dense CLIP
 # embedding (index 12), low-level skip from the layer-4 v-path. Text is not used by the head.
 img_size = 512
 model = dict(

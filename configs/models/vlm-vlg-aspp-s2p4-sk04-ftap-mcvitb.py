@@ -1,6 +1,7 @@
 # SemiVL (exps 40/42/43): MaskCLIP ViT-B/16 with spatial fine-tuning (attention + pos-embed
 # train) and the VLG decoder (ASPP spatial reasoning, 2 semantic layers, pool 4, skips from
-# ViT layers 0 and 4). Spec §2-§4.
+# ViT layers 0 and 4), as google-research/semivl
+# `configs/_base_/models/vlm-vlg-aspp-s2p4-sk04-ftap-mcvitb.py`.
 img_size = 512
 model = dict(
     type='VLMSegmentor',

@@ -1,5 +1,6 @@
 # SemiVL on Cityscapes (exp 44): the exp-40 model with skips from ViT layer 4 and a ResNet-101-v1c
-# stem + stage 1 (stride 4, 256 channels), spec §4 "skr04". Spatial fine-tuning (attention +
+# stem + stage 1 (stride 4, 256 channels), as google-research/semivl
+# `configs/_base_/models/vlm-vlg-aspp-s2p4-skr04-ftap-mcvitb.py`. Spatial fine-tuning (attention +
 # pos-embed) of the MaskCLIP ViT-B/16; the ResNet trains fully (lr via conv_encoder lr_mult).
 _base_ = './vlm-vlg-aspp-s2p4-sk04-ftap-mcvitb.py'
 norm_cfg = dict(type='SyncBN', requires_grad=True)

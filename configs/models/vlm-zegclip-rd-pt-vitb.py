@@ -1,5 +1,6 @@
-# Exp-41 ablation: ZegCLIP (spec §5.4): CLIP ViT-B/16 with deep visual prompt tuning (only
-# prompt parameters train) and the ATM head with relationship descriptor; its own loss
+# Exp-41 ablation: ZegCLIP (google-research/semivl `configs/_base_/models/vlm-zegclip-rd-pt-vitb.py`):
+# CLIP ViT-B/16 with deep visual prompt tuning (only prompt parameters train) and the ATM head
+# with relationship descriptor; its own loss
 # (SegLossPlus: focal x20 + dice) is the 'mmseg' criterion of these runs.
 img_size = 512
 model = dict(

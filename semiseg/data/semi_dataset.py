@@ -33,7 +33,8 @@ STRONG_ORDER = ('img_s1', 'box1', 'img_s2', 'box2')   # UniMatch dataset/semi.py
 
 @dataclass(frozen=True)
 class AugConfig:
-    """Augmentation settings from the run config (spec §7)."""
+    """Augmentation settings from the run config, as google-research/semivl
+    `third_party/unimatch/dataset/semi.py` (`SemiDataset`) reads them."""
 
     crop_size: int                               # S: square training crop
     img_scale: tuple[int, int] | None = None     # mmseg ratio resize (VOC/ADE); None: long side

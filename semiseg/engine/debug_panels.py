@@ -1,4 +1,5 @@
-"""Debug figures of one training step (spec §6.2 item 14), from `StepResult.visuals`.
+"""Debug figures of one training step, from `StepResult.visuals` (google-research/semivl
+`semivl.py`, the debug figure of each epoch's first iteration).
 
 The release's grid has rows Image / Pred / GT-PL (and MC with MaskCLIP consistency) and columns
 L, S1, S2, FP. Visual tensors: img_* (B,3,H,W) = ImageNet-normalised images, other (B,C,H,W)

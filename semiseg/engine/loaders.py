@@ -144,7 +144,7 @@ def _check_nonempty(ipe: int, n: int, batch_size: int, world_size: int, what: st
 
 @dataclass
 class IterationPlan:
-    """Epochs, iterations per epoch, total and LR-schedule horizon (semivl `train.py` rules)."""
+    """Epochs, iterations per epoch, total and LR-schedule horizon (google-research/semivl `semivl.py` rules)."""
 
     epochs: int
     iters_per_epoch: int

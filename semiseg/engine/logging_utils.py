@@ -52,7 +52,7 @@ def log_traceback(message: str) -> None:
 
 
 def write_state(run_dir: Path, state: str, **fields: Any) -> None:
-    """`state.json` (ARCHITECTURE.md §2): what a monitor needs to know about the run right now.
+    """`state.json` (docs/ARCHITECTURE.md §2): what a monitor needs to know about the run right now.
 
     Fields: state, iteration, saved_iteration (what latest.pth holds), total_iters, epoch,
     best_miou, last_miou, eta_s, elapsed_s (training wall time summed over every start),

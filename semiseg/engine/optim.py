@@ -1,4 +1,5 @@
-"""Optimizer construction as in the SemiVL release (spec semivl §6.4, unimatch §3).
+"""Optimizer construction as in the releases (google-research/semivl `semivl.py`, its
+`build_optimizer` call; LiheYoung/UniMatch `unimatch.py`).
 
 - mmcv-style configs (`cfg['optimizer'] = {type, lr, weight_decay, paramwise_cfg}`) follow mmcv
   1.x DefaultOptimizerConstructor: one parameter group per tensor in module registration order
@@ -17,6 +18,7 @@ import logging
 import torch
 from torch import nn
 
+from semiseg.engine.options import option
 from semiseg.utils.modules import unwrap
 
 logger = logging.getLogger(__name__)
@@ -91,8 +93,11 @@ def build_optimizer(model: nn.Module, cfg: dict, efficient: bool = False,
     `model` may be DDP-wrapped (parameter names never carry `module.`). `fused` (AdamW / Adam):
     None = torch's fused kernel when all parameters are on CUDA (the same update, one launch
     instead of one per tensor group), False = never, True = always. A `fused` or `foreach`
-    key in cfg['optimizer'] is passed to torch as it is and wins.
+    key in cfg['optimizer'] is passed to torch as it is and wins. Without `fused`, the run's engine
+    option `fused_optimizer` ('auto' | 'on' | 'off') decides.
     """
+    if fused is None:
+        fused = {'auto': None, 'on': True, 'off': False}[option(cfg, 'fused_optimizer')]
     opt_cfg = cfg.get('optimizer')
     if opt_cfg is None:
         if 'lr' not in cfg:

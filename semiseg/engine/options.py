@@ -23,8 +23,8 @@ class Option:
 
 OPTIONS: dict[str, Option] = {
     'seed': Option(0, 'python / numpy / torch seed; samplers and augmentations derive from it', minimum=0),
-    'precision': Option('fp32', "'fp32' (faithful to the releases) or 'bf16' autocast",
-                        choices=('fp32', 'bf16')),
+    'precision': Option('fp32', "'fp32' (faithful to the releases), 'tf32' (fp32 with TF32 matmuls on "
+                        "Ampere+ GPUs) or 'bf16' (autocast)", choices=('fp32', 'tf32', 'bf16')),
     'num_workers': Option(1, 'dataloader workers per process (the releases use 1)', minimum=0, runtime=True),
     'log_every': Option(100, 'iterations between log lines and tensorboard train scalars', minimum=1,
                         runtime=True),
@@ -35,6 +35,20 @@ OPTIONS: dict[str, Option] = {
     'max_debug_images': Option(2, 'debug panels written per occasion', minimum=0, runtime=True),
     'device': Option('auto', "'auto' (cuda when available), 'cpu' or 'cuda'",
                      choices=('auto', 'cpu', 'cuda'), runtime=True),
+    'compile': Option(False, 'torch.compile the model (and the guidance encoder) before training',
+                      choices=(True, False), runtime=True),
+    'grad_checkpointing': Option(False, 'recompute the ViT blocks in the backward pass: less memory, same '
+                                 'gradients', choices=(True, False), runtime=True),
+    'channels_last': Option(False, 'channels_last memory format for the convolutional heads',
+                            choices=(True, False), runtime=True),
+    'fused_optimizer': Option('auto', "AdamW's fused CUDA kernel: 'auto' (when every parameter is on CUDA), "
+                              "'on' or 'off'", choices=('auto', 'on', 'off'), runtime=True),
+    'eval_max_windows': Option(0, 'sliding-window evaluation: windows per forward (0: as many as fit a '
+                               'default memory budget for models whose outputs are per image)', minimum=0,
+                               runtime=True),
+    'scale_lr': Option('none', "'linear': scale the learning rate with the actual global batch over the "
+                       "configured one (MMEngine's auto_scale_lr rule) when --ngpus / --nodes change it",
+                       choices=('none', 'linear')),
     'clip_weights': Option(None, 'local CLIP ViT-B/16 checkpoint (default: $SEMISEG_CLIP_WEIGHTS, the '
                            "release's pretrained/ViT-B-16.pt, else the open_clip download)", runtime=True),
 }

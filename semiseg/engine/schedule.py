@@ -1,4 +1,4 @@
-"""The release's poly LR schedule with linear warmup (spec semivl §6.5).
+"""The release's poly LR schedule with linear warmup (google-research/semivl `semivl.py`, LR update).
 
 The trainer calls `step(iters)` after the optimizer step of iteration `iters`, which sets the LR
 the *next* iteration uses: lr = initial_lr * factor(iters) with

@@ -3,13 +3,11 @@
 One `Trainer` per call of `train(cfg, run_dir)`. The maths of a step belongs to the method
 (`semiseg.methods`); the trainer sums the weighted losses, backpropagates, steps the optimizer and
 the LR schedule (release timing: `schedule.step(it)` after the optimizer step of iteration `it`),
-and owns every file in the run folder (ARCHITECTURE.md §2).
+and owns every file in the run folder (docs/ARCHITECTURE.md §2).
 """
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
 import os
 import socket
 import sys
@@ -40,6 +38,7 @@ from semiseg.utils.timefmt import format_duration
 from . import checkpoint as ckpt
 from .debug_panels import save_panels
 from .distributed import DistInfo, any_rank_true, cleanup_distributed, init_distributed, resolve_device, wrap_model
+from .fastpath import autocast, compile_model, matmul_precision, set_activation_checkpointing, set_channels_last
 from .loaders import IterationPlan, TrainLoaders, build_train_loaders, derive_seed, plan_iterations, seed_all
 from .logging_utils import (
     MeanMeter,
@@ -107,8 +106,6 @@ class Trainer:
         self.log_every = max(1, int(option(cfg, 'log_every')))
         self.ckpt_every = int(option(cfg, 'ckpt_every'))
         self.precision = option(cfg, 'precision')
-        if self.precision not in ('fp32', 'bf16'):
-            raise ValueError(f"engine option precision must be 'fp32' or 'bf16', got {self.precision!r}")
         self.eval_every = int(cfg.get('eval_every_n_epochs') or 1)
         # progress, restored on resume
         self.iteration = 0                 # next iteration to run
@@ -119,6 +116,7 @@ class Trainer:
         self.eta_s: float | None = None
         self.saved_iteration = 0             # the iteration latest.pth holds
         self._unsaved_eval = False           # an evaluation ran since latest.pth was written
+        self._unchecked: list = []           # (it, epoch, total, losses) not yet checked for NaN
         self.extra_evals: dict[str, dict] = {}  # e.g. {'ema': {'miou', 'best_miou', 'per_class_iou'}}
         self.elapsed_before = 0.0            # training seconds of earlier starts
         self.dist = DistInfo()
@@ -191,6 +189,7 @@ class Trainer:
         resume_state = ckpt.read_training_checkpoint(latest) if latest.exists() else None
         if resume_state is not None:
             model.load_state_dict(resume_state['model'])
+        self._apply_fast_path(model)
         self.model = wrap_model(model, self.dist, self.device)
         self.method = parts.build_method(cfg, self.model)
         self.optimizer = parts.build_optimizer(self.model, cfg)
@@ -206,6 +205,18 @@ class Trainer:
                     self.plan.iters_per_epoch, self.plan.total_iters, self.plan.scheduler_max_iters)
         if resume_state is not None:
             self._restore(resume_state, latest)
+
+    def _apply_fast_path(self, model: torch.nn.Module) -> None:
+        """The engine options of semiseg.engine.fastpath (all off by default: the releases' numerics)."""
+        cfg = self.cfg
+        torch.set_float32_matmul_precision(matmul_precision(self.precision))
+        if option(cfg, 'grad_checkpointing'):
+            logger.info('activation checkpointing in %s', ', '.join(set_activation_checkpointing(model)) or 'nothing')
+        if option(cfg, 'channels_last'):
+            logger.info('channels_last: %s', ', '.join(set_channels_last(model)) or 'nothing')
+        if option(cfg, 'compile'):
+            compile_model(model)
+            logger.info('model compiled with torch.compile')
 
     def _restore(self, state: dict, path: Path) -> None:
         saved_total = state.get('total_iters')
@@ -305,9 +316,7 @@ class Trainer:
         return {k: v.to(self.device, non_blocking=nb) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     def _autocast(self):
-        if self.precision == 'bf16':
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast(self.precision, self.device)
 
     def _step(self, batch: dict, it: int, epoch: int, want_visuals: bool):
         ctx = StepContext(iteration=it, total_iters=self.plan.total_iters, epoch=epoch,
@@ -320,9 +329,8 @@ class Trainer:
             raise ValueError(f'method {self.cfg.get("method")!r} returned losses {sorted(losses)} but weights '
                              f'{sorted(result.weights)}; every loss needs exactly one weight')
         total = sum(float(result.weights[k]) * v for k, v in losses.items())
-        value = float(total.detach())
-        if any_rank_true(not math.isfinite(value), self.dist, self.device):
-            self._fail_non_finite(it, epoch, losses)
+        # no host sync here: finiteness is checked before every log line and every checkpoint
+        self._unchecked.append((it, epoch, total.detach(), {k: v.detach() for k, v in losses.items()}))
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         self.optimizer.step()
@@ -330,6 +338,19 @@ class Trainer:
         self.scheduler.step(it)
         result.losses = {k: v.detach() for k, v in losses.items()}
         return result, total.detach()
+
+    def _check_finite(self) -> None:
+        """Fail at the first non-finite loss since the last check (at most `log_every` iterations
+        back): one host sync per check, and never a checkpoint written after a NaN."""
+        if not self._unchecked:
+            return
+        finite = torch.isfinite(torch.stack([t for _, _, t, _ in self._unchecked]))
+        bad = any_rank_true(not bool(finite.all()), self.dist, self.device)
+        pending, self._unchecked = self._unchecked, []
+        if bad:
+            first = int((~finite).nonzero()[0]) if not bool(finite.all()) else len(pending) - 1
+            it, epoch, _, losses = pending[first]
+            self._fail_non_finite(it, epoch, losses)
 
     def _fail_non_finite(self, it: int, epoch: int, losses: dict[str, torch.Tensor]) -> None:
         terms = ', '.join(f'{k}={float(v.detach()):.4g}' for k, v in losses.items())
@@ -350,6 +371,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ logging
     def _log_train(self, meter: MeanMeter, bar: tqdm) -> None:
+        self._check_finite()
         means = meter.means()
         meter.reset()
         lr = self.optimizer.param_groups[0]['lr']
@@ -393,7 +415,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation / checkpoints
     def _should_eval(self, epoch: int) -> bool:
-        """As semivl `train.py`: after epoch e when e % eval_every == 0 (epoch 0 included) or e is the last."""
+        """As google-research/semivl `semivl.py`: after epoch e when e % eval_every == 0 or e is the last."""
         return epoch % self.eval_every == 0 or epoch == self.plan.epochs - 1
 
     def _eval_pending(self, epoch: int) -> bool:
@@ -485,6 +507,7 @@ class Trainer:
         }
 
     def _save_latest(self) -> None:
+        self._check_finite()
         if self.dist.is_main:
             ckpt.save_checkpoint(self._checkpoint_state(), self.run_dir / ckpt.LATEST)
             logger.debug('saved %s at iteration %d', ckpt.LATEST, self.iteration)

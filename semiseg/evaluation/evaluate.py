@@ -1,4 +1,5 @@
-"""The evaluation loop (spec semivl §8): batch-1 val loader, inference mode, argmax, mIoU."""
+"""The evaluation loop: batch-1 val loader, inference mode, argmax, mIoU (google-research/semivl
+`third_party/unimatch/supervised.py`, `evaluate`)."""
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
-"""Inference modes of the SemiVL release (spec §8).
+"""Inference modes of the SemiVL release (google-research/semivl `third_party/unimatch/supervised.py`,
+`predict`).
 
 `predict` returns a (B, N, H', W') score tensor whose argmax over N is the prediction:
 - `original`, `center_crop`: logits of one forward (center_crop: of the central crop);

@@ -1,4 +1,6 @@
-"""mIoU as the release computes it (spec semivl §8, unimatch §3).
+"""mIoU as the release computes it (LiheYoung/UniMatch `supervised.py`, `evaluate`, with
+`util/utils.py`, `intersectionAndUnion`; google-research/semivl vendors both under
+`third_party/unimatch/`).
 
 Per image: the prediction is set to 255 where the GT is 255; histograms over classes 0..K-1 of
 the intersection, the prediction and the GT (other values fall outside the bins); union =

@@ -1,9 +1,10 @@
 """Distributed evaluation sampler: every sample exactly once across ranks.
 
 torch's DistributedSampler pads the index list to a multiple of the world size, which counts
-some validation images twice (spec semivl §8: 3 on VOC with 4 GPUs). Here rank r takes indices
-r, r + W, r + 2W, ... with no padding; ranks may get one image more or less, which is fine
-because the metric counts are all-reduced once at the end.
+some validation images twice (3 on VOC with 4 GPUs in google-research/semivl
+`third_party/unimatch/supervised.py`, `evaluate`). Here rank r takes indices r, r + W, r + 2W,
+... with no padding; ranks may get one image more or less, which is fine because the metric
+counts are all-reduced once at the end.
 """
 from __future__ import annotations
 

@@ -96,7 +96,7 @@ def _optimizer_keys(p: RunParams) -> dict[str, Any]:
 
 
 def build_config(p: RunParams, data_root: str | None = None) -> dict[str, Any]:
-    """The run config of `p` with keys in the release's order (spec §1.2)."""
+    """The run config of `p` with keys in the release's order (google-research/semivl `experiments.py`)."""
     folder = dataset_folder(p.dataset, data_root)
     cfg: dict[str, Any] = {'dataset': p.dataset, 'data_root': folder,
                            'nclass': dataset_class_count(p.dataset, folder)}

@@ -1,4 +1,4 @@
-"""SemiVL (ECCV 2024) experiments 40-44, as released (spec §1.4).
+"""SemiVL (ECCV 2024) experiments 40-44, as released (google-research/semivl `experiments.py`).
 
 Every run is the defaults plus the overrides below; the run index is the list position.
 """

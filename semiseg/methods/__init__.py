@@ -1,4 +1,4 @@
-"""Training methods: one `step(batch, ctx) -> StepResult` per method (ARCHITECTURE.md §5).
+"""Training methods: one `step(batch, ctx) -> StepResult` per method (docs/ARCHITECTURE.md §5).
 
 `METHODS` (the registry, `registry.py`) imports without torch; `build_method` loads the
 implementation of the configured method, and the contract types (`Method`, `StepContext`,

@@ -15,8 +15,9 @@ from torch import nn
 from semiseg.methods.registry import MethodInfo, method_info
 
 # Keys a method may put in StepResult.visuals, in the order of the release's debug panel
-# (spec semivl §6.2 item 14): row 1 images, row 2 argmax predictions, row 3 labels and pseudo
-# labels, row 4 MaskCLIP guidance labels (only with MCC).
+# (google-research/semivl `semivl.py`, the debug figures of the training loop): row 1 images,
+# row 2 argmax predictions, row 3 labels and pseudo labels, row 4 MaskCLIP guidance labels
+# (only with MCC).
 VISUAL_LAYOUT: tuple[tuple[str, ...], ...] = (
     ('img_x', 'img_s1', 'img_s2', 'img_w'),
     ('pred_x', 'pred_s1', 'pred_s2', 'pred_fp'),

@@ -1,4 +1,5 @@
-"""Loss functions of the reference methods (spec semivl §6.2–6.3, unimatch §3 and §5).
+"""Loss functions of the reference methods (google-research/semivl `semivl.py` and
+`utils/train_utils.py`; LiheYoung/UniMatch `unimatch.py` and `util/ohem.py`).
 
 Quirks of the SemiVL release are kept on purpose, for parity; each is named where it happens.
 """
@@ -36,7 +37,7 @@ class CrossEntropy(nn.Module):
 
 
 class OhemCrossEntropy(nn.Module):
-    """Online hard example mining CE (UniMatch's ProbOhemCrossEntropy2d, spec unimatch §5).
+    """Online hard example mining CE (LiheYoung/UniMatch `util/ohem.py`, `ProbOhemCrossEntropy2d`).
 
     With at least `min_kept` valid pixels, only pixels whose probability of their GT class is at
     most `thresh` are kept; the threshold is raised to the `min_kept`-th smallest probability when
@@ -120,7 +121,8 @@ def unsupervised_ce_map(pred: torch.Tensor, target: torch.Tensor) -> torch.Tenso
 
 def confidence_weighted_loss(loss_map: torch.Tensor, conf: torch.Tensor, ignore: torch.Tensor,
                              thresh: float, mode: str = 'pixelwise') -> torch.Tensor:
-    """Reduce a per-pixel unsupervised loss (B,H,W) as the release does (spec semivl §6.3).
+    """Reduce a per-pixel unsupervised loss (B,H,W) as the release does (google-research/semivl
+    `utils/train_utils.py`, `confidence_weighted_loss`).
 
     valid = ignore != 255 (padding), confident = conf >= thresh.
     - pixelwise: sum(loss * [confident & valid]) / #valid over the batch.
@@ -149,7 +151,7 @@ def confidence_weighted_loss(loss_map: torch.Tensor, conf: torch.Tensor, ignore:
 def mmseg_unsupervised_loss(criterion: nn.Module, pred: torch.Tensor, target: torch.Tensor,
                             conf: torch.Tensor, ignore: torch.Tensor,
                             thresh: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The 'mmseg' criterion_u path (google-research/semivl `train.py`, the `criterion_u == 'mmseg'`
+    """The 'mmseg' criterion_u path (google-research/semivl `semivl.py`, the `criterion_u == 'mmseg'`
     branch): the head's loss on the *unmasked* argmax pseudo-labels (no confidence or padding mask:
     the release passes them as they are; ZegCLIP's loss would read 255 as "no class"), multiplied by
     the confident fraction #(conf >= thresh & valid) / #valid. Returns (scaled loss, fraction).
@@ -162,7 +164,8 @@ def mmseg_unsupervised_loss(criterion: nn.Module, pred: torch.Tensor, target: to
 
 def mcc_loss(pred: torch.Tensor, target: torch.Tensor, reduce: str = 'mean',
              ignore: torch.Tensor | None = None) -> torch.Tensor:
-    """MaskCLIP consistency loss: CE against guidance labels, ignore 255 (spec semivl §6.3).
+    """MaskCLIP consistency loss: CE against guidance labels, ignore 255 (google-research/semivl
+    `semivl.py`, `compute_mc_loss`).
 
     - mean: mean over pixels whose guidance label is not 255 (0 when there are none, where the
       release would give NaN);
@@ -182,7 +185,8 @@ def mcc_loss(pred: torch.Tensor, target: torch.Tensor, reduce: str = 'mean',
 
 
 def mcc_lambda(lam: float | Sequence[float], iteration: int, total_iters: int) -> float:
-    """MCC weight at `iteration` (spec semivl §6.2 step 9).
+    """MCC weight at `iteration` (google-research/semivl `semivl.py`, `current_mcc_lambda` in the
+    training loop).
 
     A scalar is used as is; [start, end] decays linearly: start*(1-p) + end*p, p = it/total.
     """

@@ -1,4 +1,5 @@
-"""Pseudo-labels and CutMix, shared by the consistency methods (spec semivl §6.2 steps 2, 6, 7)."""
+"""Pseudo-labels and CutMix, shared by the consistency methods (google-research/semivl `semivl.py`,
+the training loop; `utils/train_utils.py`, `cutmix_img_` and `cutmix_mask`)."""
 from __future__ import annotations
 
 import torch

@@ -4,7 +4,7 @@ Run naming, config generation, the data layer (which batch views to build) and t
 loaders to zip) read it. Light on purpose (no torch): the implementation class is named by a
 'module:Class' string and imported by `build_method`.
 
-Batch views (keys of the dicts the datasets return; ARCHITECTURE.md §5):
+Batch views (keys of the dicts the datasets return; docs/ARCHITECTURE.md §5):
 - labeled: `img_x` (geometric augmentation only), `img_x_s` (plus a strong photometric view:
   AllSpark), `mask_x`;
 - unlabeled: `img_w` (weak view), `img_s1`, `img_s2` (strong views), `ignore` (255 on padding),

@@ -1,9 +1,10 @@
 """SemiVL: UniMatch plus MaskCLIP consistency (MCC) with the frozen CLIP guidance encoder.
 
-Spec semivl §6.2: guidance labels for cat(img_w, img_w_o) at mcc_conf_thresh, 255 where the
-own ignore mask is 255, CutMixed like the pseudo-labels; MCC terms against the strong and FP
-predictions; total = UniMatch total + λ_t (0.25 M_s1 + 0.25 M_s2 + 0.5 M_fp). The MCC part is
-not halved (release quirk). With maskclip_consistency_lambda 0, SemiVL is exactly UniMatch.
+google-research/semivl `semivl.py`, the training loop: guidance labels for cat(img_w, img_w_o)
+at mcc_conf_thresh, 255 where the own ignore mask is 255, CutMixed like the pseudo-labels; MCC
+terms against the strong and FP predictions;
+total = UniMatch total + λ_t (0.25 M_s1 + 0.25 M_s2 + 0.5 M_fp). The MCC part is not halved
+(release quirk). With maskclip_consistency_lambda 0, SemiVL is exactly UniMatch.
 """
 from __future__ import annotations
 

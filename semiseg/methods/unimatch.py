@@ -1,4 +1,5 @@
-"""UniMatch (spec semivl §6.2 steps 2–10 without MCC; spec unimatch §3a).
+"""UniMatch (google-research/semivl `semivl.py`, the training loop without MCC; LiheYoung/UniMatch
+`unimatch.py`).
 
 Dual strong views CutMixed with a partner batch, feature perturbation on the weak view.
 L = (L_x + 0.25 L_s1 + 0.25 L_s2 + 0.5 L_fp) / 2. Release quirks kept: the partner

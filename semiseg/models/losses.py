@@ -1,4 +1,5 @@
-"""SegLossPlus: ZegCLIP's mask loss for the ATM head (spec §5.4), registered in mmseg's MODELS.
+"""SegLossPlus: ZegCLIP's mask loss for the ATM head (google-research/semivl
+`third_party/zegclip/losses/atm_loss.py`, `SegLossPlus`), registered in mmseg's MODELS.
 
 loss = loss_weight * (mask_weight * focal + dice_weight * dice), on the final prediction only:
 

@@ -1,4 +1,5 @@
-"""CLIP ViT-B/16 text embeddings of class names and class definitions (spec §3.2).
+"""CLIP ViT-B/16 text embeddings of class names and class definitions (google-research/semivl
+``model/text_embeddings.py``, ``prepare_text_embedding``).
 
 Files are ``{prefix}_{variant}.npy``: float16, L2-normalised rows, prompt ``"a photo of a {c}"``
 (the release's prompt, without a final period). Variants:

@@ -1,5 +1,7 @@
 """CLIP ViT-B/16 weights: read OpenAI / open_clip checkpoints, convert the visual tower to the
-MaskCLIP backbone layout (spec §2.5) and load them into a backbone.
+MaskCLIP backbone layout (google-research/semivl `third_party/maskclip/convert_clip_weights.py`)
+and load them into a backbone (as `MaskClipVisionTransformer.init_weights` does, same repository,
+`third_party/maskclip/models/backbones/maskclip_vit.py`).
 
 Accepted sources everywhere (``source`` arguments):
 
@@ -123,7 +125,8 @@ def clip_state_dict(source: str | os.PathLike) -> dict[str, torch.Tensor]:
     return read_checkpoint_state_dict(source)
 
 
-# --------------------------------------------------------------------------- conversion (§2.5)
+# --------------------------------------------------------------------------- conversion
+# (the release's third_party/maskclip/convert_clip_weights.py)
 
 def is_converted(state_dict: Mapping[str, torch.Tensor]) -> bool:
     """True for a backbone-layout dict (``backbone.*`` / ``cls_token``), False for CLIP layout."""
@@ -186,7 +189,8 @@ def save_converted(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLi
     return atomic_torch_save({'meta': {}, 'state_dict': dict(state_dict)}, os.path.expanduser(str(path)))
 
 
-# --------------------------------------------------------------------------- loading (§2.5, §2.6)
+# --------------------------------------------------------------------------- loading
+# (the release's MaskClipVisionTransformer.init_weights, and its runtime pos-embed resize)
 
 def _as_pair(x: object) -> tuple[int, int] | None:
     if isinstance(x, int):
@@ -210,7 +214,8 @@ def target_grid(module: nn.Module, n_tokens: int) -> tuple[int, int]:
 
 def adapt_backbone_state_dict(state_dict: Mapping[str, torch.Tensor],
                               module: nn.Module) -> dict[str, torch.Tensor]:
-    """Apply the loading rules of §2.5 to a converted dict for ``module`` (see load_*)."""
+    """Apply the release's loading rules (`MaskClipVisionTransformer.init_weights`) to a converted
+    dict for ``module`` (see load_*)."""
     own = module.state_dict()
     sd = {k.replace('backbone.', ''): v for k, v in state_dict.items()}
     if 'pos_embed' in sd and 'pos_embed' in own and sd['pos_embed'].shape != own['pos_embed'].shape:

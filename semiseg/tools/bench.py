@@ -61,6 +61,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
+from semiseg.engine.fastpath import (
+    autocast,
+    compile_model,
+    precision_mode,
+    set_activation_checkpointing,
+    set_channels_last,
+)
 from semiseg.utils.labels import IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
@@ -298,27 +305,6 @@ def _probes(method: Any, probe: PhaseProbe) -> list[PhaseProbe]:
 
 # --------------------------------------------------------------------------- model and inputs
 
-def set_activation_checkpointing(model: nn.Module, enabled: bool = True) -> list[str]:
-    """Switch `with_cp` on every submodule that has it (MaskCLIP ViT, DINOv2); returns their names."""
-    names = []
-    for name, module in model.named_modules():
-        if hasattr(module, 'with_cp'):
-            module.with_cp = bool(enabled)
-            names.append(name or type(module).__name__)
-    return names
-
-
-def set_channels_last(model: nn.Module) -> list[str]:
-    """The decode head and the conv encoder (where present) to channels_last; returns names."""
-    names = []
-    for name in ('decode_head', 'conv_encoder'):
-        module = getattr(model, name, None)
-        if isinstance(module, nn.Module):
-            module.to(memory_format=torch.channels_last)
-            names.append(name)
-    return names
-
-
 def random_text(cfg: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """Random unit-norm text embeddings with the rows the run's model needs (class names; the
     guidance text: one row per concept for concept variants)."""
@@ -405,32 +391,6 @@ def build_bench_model(exp: int, run: int, setting: Setting, device: torch.device
     return cfg, model
 
 
-def _compile(model: nn.Module, backend: str) -> None:
-    """Compile in place (`nn.Module.compile`: state-dict keys unchanged), the guidance encoder too
-    (it is called outside the model's forward)."""
-    model.compile(backend=backend)
-    encoder = getattr(model, 'clip_encoder', None)
-    if isinstance(encoder, nn.Module):
-        encoder.compile(backend=backend)
-
-
-@contextlib.contextmanager
-def precision_mode(precision: str) -> Iterator[None]:
-    """The process-wide matmul precision of a setting; restored afterwards."""
-    saved = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision('high' if precision == 'tf32' else 'highest')
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(saved)
-
-
-def _autocast(precision: str, device: torch.device):
-    if precision == 'bf16':
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 # --------------------------------------------------------------------------- the measured work
 
 class _BatchSource:
@@ -493,7 +453,7 @@ class TrainBench:
 
     def compile(self) -> None:
         if self.setting.compile:
-            _compile(self.model, self.setting.compile)
+            compile_model(self.model, self.setting.compile)
 
     def iteration(self, recorder: PhaseRecorder | None) -> float:
         """One training iteration; wall seconds between synchronisations."""
@@ -506,7 +466,7 @@ class TrainBench:
             batch = self.source.next()
         rec.main_seen = False
         with rec.span('step'):
-            with _autocast(self.setting.precision, self.device):
+            with autocast(self.setting.precision, self.device):
                 result = self.method.step(batch, self.ctx)
             losses = {k: v.float() for k, v in result.losses.items()}
             total = sum(float(result.weights[k]) * v for k, v in losses.items())
@@ -540,14 +500,14 @@ class EvalBench:
 
     def compile(self) -> None:
         if self.setting.compile:
-            _compile(self.model, self.setting.compile)
+            compile_model(self.model, self.setting.compile)
 
     def iteration(self, recorder: PhaseRecorder | None) -> float:
         from semiseg.evaluation.inference import predict
         rec = recorder or PhaseRecorder(self.device)
         synchronize(self.device)
         t0 = time.perf_counter()
-        with rec.span('predict'), _autocast(self.setting.precision, self.device):
+        with rec.span('predict'), autocast(self.setting.precision, self.device):
             predict(self.model, self.images, self.mode, int(self.cfg['crop_size']), stride=self.stride,
                     size_multiple=self.cfg.get('eval_size_multiple'), max_batch=self.setting.max_windows)
         synchronize(self.device)

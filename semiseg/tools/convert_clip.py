@@ -4,7 +4,8 @@
         --out pretrained/clip2mmseg_ViT16_clip_backbone.pth
 
 The output is ``{'meta': {}, 'state_dict': ...}`` with ``backbone.*`` keys plus ``proj.weight``
-(spec §2.5), loadable with :func:`semiseg.models.weights.load_clip_backbone_weights`.
+(the layout of google-research/semivl ``third_party/maskclip/convert_clip_weights.py``), loadable
+with :func:`semiseg.models.weights.load_clip_backbone_weights`.
 """
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
 """MaskCLIP ViT: a CLIP image encoder that also returns dense, text-aligned patch embeddings.
 
-Behaviour follows the SemiVL release (spec §2): CLIP ViT layout with mmseg parameter names,
-erf GELU, LayerNorm eps 1e-6, and the MaskCLIP "v-path" at flagged layers, which replaces the
-token-mixing attention by its value projection so every patch keeps its own CLIP embedding.
+Behaviour follows the SemiVL release (google-research/semivl
+`third_party/maskclip/models/backbones/maskclip_vit.py`, `MaskClipVisionTransformer`): CLIP ViT
+layout with mmseg parameter names, erf GELU, LayerNorm eps 1e-6, and the MaskCLIP "v-path" at
+flagged layers, which replaces the token-mixing attention by its value projection so every patch
+keeps its own CLIP embedding.
 """
 from __future__ import annotations
 
@@ -139,7 +141,8 @@ class TransformerEncoderLayer(nn.Module):
         return self.ffn(self.ln2(x), identity=x)
 
     def forward_v(self, x: torch.Tensor) -> torch.Tensor:
-        """The token-independent value path (spec §2.2); it never feeds the next layer."""
+        """The token-independent value path (the release's `return_qkv` branch); it never feeds the
+        next layer."""
         v = self.attn.value_path(self.ln1(x)) + x
         return self.ffn(self.ln2(v), identity=v)
 
@@ -218,7 +221,8 @@ class MaskClipVisionTransformer(nn.Module):
         return (self.img_size[0] // self.patch_size, self.img_size[1] // self.patch_size)
 
     def init_weights(self) -> None:
-        """Load CLIP weights when `pretrained` names a source (spec §2.5)."""
+        """Load CLIP weights when `pretrained` names a source (the release's
+        `MaskClipVisionTransformer.init_weights`)."""
         if self.pretrained:
             from semiseg.models.weights import load_clip_backbone_weights
             load_clip_backbone_weights(self, self.pretrained)

@@ -1,4 +1,5 @@
-"""timm ViT-B/16 backbone for the exp-41 ``tvit-in1k`` ablation (spec §5.3).
+"""timm ViT-B/16 backbone for the exp-41 ``tvit-in1k`` ablation (google-research/semivl
+``model/backbone/timm_vit.py``, ``TIMMVisionTransformer``).
 
 The architecture is timm's ``vit_base_patch16_224`` built at img_size 512 with drop_path 0.1.
 ImageNet weights (timm 0.6's default tag for that name: ``augreg_in21k_ft_in1k``, IN-21k

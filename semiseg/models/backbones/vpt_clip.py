@@ -1,4 +1,6 @@
-"""ZegCLIP's CLIP ViT with deep visual prompt tuning (spec §5.4), for the exp-41 ``zegclip`` run.
+"""ZegCLIP's CLIP ViT with deep visual prompt tuning, for the exp-41 ``zegclip`` run
+(google-research/semivl ``third_party/zegclip/models/backbones/clip_vpt_vit.py``,
+``VPTCLIPVisionTransformer``).
 
 OpenAI CLIP layout and parameter names (``conv1``, ``class_embedding``, ``positional_embedding``,
 ``ln_pre``, ``transformer.resblocks.i.{ln_1, attn, ln_2, mlp.c_fc, mlp.c_proj}``, ``ln_post``,

@@ -329,6 +329,11 @@ class AllSparkHead(nn.Module):
         self.set_memory_in_use(epoch >= self.warmup_epoch and not validating)
 
     @property
+    def eval_batch_independent(self) -> bool:
+        """Per-image eval outputs unless the release's batch-shared keys are switched on."""
+        return not self.attn.release_eval_batch_keys
+
+    @property
     def memory_in_use(self) -> bool:
         return self.attn.memory_in_use
 

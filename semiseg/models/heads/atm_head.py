@@ -1,4 +1,5 @@
-"""ZegCLIP's ATM head with relationship descriptor (spec §5.4), single stage, no input projection.
+"""ZegCLIP's ATM head with relationship descriptor, single stage, no input projection
+(google-research/semivl `third_party/zegclip/models/decode_heads/atm_head.py`, `ATMSingleHeadSeg`).
 
 Class queries q = q_proj(concat(cls ⊙ text, text)) (2·dim → dim) attend to the patch tokens in
 ``num_layers`` post-norm decoder layers: cross-attention (``num_heads``, attention dropout 0.1)

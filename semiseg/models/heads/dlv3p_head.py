@@ -1,9 +1,10 @@
-"""DeepLabv3+ decoder for the exp-41 ablations (spec §5.2): no text, plain per-class logits.
+"""DeepLabv3+ decoder for the exp-41 ablations (google-research/semivl
+`model/decode_heads/dlv3p_head.py`, `DLV3PHead`): no text, plain per-class logits.
 
 c4 (the deepest backbone feature) -> UniMatch-style ASPP (out = in/8, rates 6/12/18, BN, pooling
 branch with align_corners=True, 1×1 projection, no residual); c1 (a low-level feature) -> 1×1
 conv to 48 + BN + ReLU; c4 resized to c1 (ac=False), concatenated, two 3×3 convs to 256
-(BN + ReLU) and a 1×1 classifier. The output is resized to the square img_size (quirk §9.1).
+(BN + ReLU) and a 1×1 classifier. The output is resized to the square img_size (release quirk).
 BN layers are plain BatchNorm2d here; the trainer converts them to SyncBN for DDP. PyTorch
 default init, as in the release (init_cfg None).
 """

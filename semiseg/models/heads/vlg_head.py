@@ -1,4 +1,5 @@
-"""VLG head: the SemiVL vision-language guided decoder (spec §4).
+"""VLG head: the SemiVL vision-language guided decoder (google-research/semivl
+`model/decode_heads/vlg_head.py`, `VLGHead`).
 
 Image-text cosine maps per class -> spatial reasoning (conv + residual ASPP, per class map) ->
 semantic reasoning (transformers across class tokens at pooled locations, text concatenated)

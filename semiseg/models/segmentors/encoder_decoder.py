@@ -53,6 +53,12 @@ class SemiSegmentor(EncoderDecoder):
         self.num_classes = self.decode_head.num_classes
         self.out_channels = getattr(self.decode_head, 'out_channels', self.num_classes)
 
+    @property
+    def eval_batch_independent(self) -> bool:
+        """Whether an image's eval output ignores the rest of its batch (BatchNorm uses running
+        statistics in eval mode; AllSpark's head says for itself), so windows may be batched."""
+        return bool(getattr(self.decode_head, 'eval_batch_independent', True))
+
     def init_weights(self) -> None:
         """Pretrained backbone weights (when configured); heads keep their own init."""
         for module in (self.backbone, self.decode_head):

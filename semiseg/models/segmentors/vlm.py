@@ -1,4 +1,7 @@
-"""VLMSegmentor: CLIP backbone + text-conditioned head, with frozen MaskCLIP guidance (spec §3)."""
+"""VLMSegmentor: CLIP backbone + text-conditioned head, with frozen MaskCLIP guidance.
+
+google-research/semivl `model/vlm.py` (`VLM`) and `model/builder.py` (`build_model`).
+"""
 from __future__ import annotations
 
 import contextlib
@@ -22,7 +25,8 @@ FINETUNE_MODES = ('full', 'attn_pos')
 
 
 def _renorm_imagenet_to_clip(img: torch.Tensor) -> torch.Tensor:
-    """ImageNet-normalised -> CLIP-normalised, per channel (spec §3.3 step 1)."""
+    """ImageNet-normalised -> CLIP-normalised, per channel (step 1 of the release's
+    `VLM.extract_feat`, google-research/semivl `model/vlm.py`)."""
     def vec(values):
         return img.new_tensor(values).view(1, -1, 1, 1)
     return (img * vec(IMAGENET_STD) + vec(IMAGENET_MEAN) - vec(CLIP_MEAN)) / vec(CLIP_STD)
@@ -156,7 +160,8 @@ class VLMSegmentor(EncoderDecoder):
         return _renorm_imagenet_to_clip(img) if self.renorm_clip_img else img
 
     def extract_feat(self, inputs: torch.Tensor) -> list:
-        """[backbone_out, text, conv_feats or None] (spec §3.3)."""
+        """[backbone_out, text, conv_feats or None] (google-research/semivl `model/vlm.py`,
+        `VLM.extract_feat`)."""
         if self.text_embedding is None and getattr(self.decode_head, 'uses_text', True):
             raise RuntimeError('VLMSegmentor has no text embedding; build it with '
                                'text_embedding=<(N, 512) tensor>')
