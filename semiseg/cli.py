@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 from semiseg.data.datasets import DATASETS
 from semiseg.data.errors import DataError
 from semiseg.engine.runlock import lock_holder
-from semiseg.experiments import get_experiment, get_runs, list_experiments, with_overrides
+from semiseg.experiments import get_experiment, get_runs, list_experiments, with_overrides, with_world
 from semiseg.experiments.io import generated_config_dir, load_config, save_experiment_configs
 from semiseg.experiments.overrides import OverrideError, parse_cfg_options
 from semiseg.experiments.registry import UnknownExperiment
@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--force', action='store_true',
                    help='train again in a new run folder even if this config already finished')
     p.add_argument('--status', action='store_true', help='show the state of the runs and exit')
+    p.add_argument('--results', action='store_true',
+                   help='one table of the runs\' results next to the published numbers, and exit')
+    p.add_argument('--format', default='markdown', choices=('markdown', 'csv', 'json'), help='--results format')
     p.add_argument('--exp-root', default='exp', type=Path, help='root of the run folders')
     p.add_argument('--verbose', action='store_true', help='debug logging, and tracebacks on the console '
                                                           '(they always go to the run folder\'s train.log)')
@@ -141,7 +144,7 @@ def _select(args: argparse.Namespace) -> Selection:
         raise UsageError(e.args[0]) from None
     all_cfgs = get_runs(args.exp, args.data_root)
     if args.run is None:
-        if not args.status:
+        if not (args.status or args.results):
             raise UsageError(f'--run is required with --exp {args.exp} '
                              f'(experiment {args.exp} has {len(all_cfgs)} runs; {SPEC_HELP})')
         indices = list(range(len(all_cfgs)))
@@ -152,6 +155,12 @@ def _select(args: argparse.Namespace) -> Selection:
         cfgs = [with_overrides(all_cfgs[i], overrides, args.data_root) for i in indices]
     except ValueError as e:   # a value out of range, an unusable custom dataset, ...
         raise UsageError(str(e)) from None
+    gpus = args.ngpus or args.gpus_per_node
+    if gpus or args.nodes:    # the batch size is per GPU: say what this does to the global batch
+        for k, cfg in enumerate(cfgs):
+            cfgs[k], warning = with_world(cfg, gpus, args.nodes)
+            if warning:
+                log.warning('%s', warning)
     return Selection(args.exp, all_cfgs, indices, cfgs)
 
 
@@ -342,6 +351,10 @@ def run(args: argparse.Namespace) -> int:
     if args.status:
         from semiseg.launch.status import print_status
         print_status(sel.exp_id, sel.cfgs, args.exp_root)
+        return 0
+    if args.results:
+        from semiseg.launch.results import collect_results, format_results
+        print(format_results(collect_results(sel.exp_id, sel.cfgs, args.exp_root, sel.indices), args.format))
         return 0
     slurm = _slurm_options(args) if args.launcher in ('slurm', 'debug') else None
     decisions = _decide(sel, args)

@@ -237,7 +237,9 @@ def test_slurm_launcher_submits_all_runs(env, monkeypatch, launcher):
                      '--slurm-defaults', str(defaults)]) == 0
     (runs, opts, cluster), = submitted
     assert cluster == launcher and env.trained == []
-    assert [c['name'] for c, _ in runs] == [c['name'] for c in get_runs(40)]
+    # 2 GPUs instead of 4: the global batch halves, and the names say so
+    assert [c['name'] for c, _ in runs] == [c['name'].replace('_ezsw', '_1x2x2_ezsw') for c in get_runs(40)]
+    assert all(c['global_batch'] == {'configured': 8, 'actual': 4} for c, _ in runs)
     assert all((d / 'config.yaml').is_file() for _, d in runs)
     assert isinstance(opts, SlurmOptions)
     assert (opts.partition, opts.account, opts.time_min, opts.gpus_per_node, opts.extra_sbatch) == \
@@ -276,3 +278,23 @@ def test_second_ctrl_c_exits_130_without_traceback(env, capsys, monkeypatch):
     assert len(err) == 1 and 'aborted' in err[0]
     (run_dir,) = _run_dirs(env.root)
     assert (run_dir / 'config.yaml').is_file()
+
+
+def test_ngpus_warns_about_the_global_batch_and_renames(env, caplog, capsys, monkeypatch):
+    monkeypatch.setattr(local, 'cuda_device_count', lambda: 2)
+    with caplog.at_level('WARNING'):
+        assert cli.main(['--exp', '40', '--run', '0', '--ngpus', '2', '--dry-run']) == 0
+    assert 'global batch of voc-92' in caplog.text and 'is 4 images instead of 8' in caplog.text
+    out = capsys.readouterr().out
+    assert '_1x2x2_' in out and (env.root / 'gen' / 'exp-40').is_dir()
+
+
+def test_results_table_through_the_cli(env, capsys):
+    run_dir = create_run_dir(get_runs(40)[0], env.root / 'exp')
+    (run_dir / 'state.json').write_text(json.dumps({'state': 'finished', 'iteration': 10, 'total_iters': 10,
+                                                    'elapsed_s': 3600, 'world_size': 4}))
+    (run_dir / 'results.json').write_text(json.dumps({'finished': True, 'miou': 83.0, 'best_miou': 84.5, 'iters': 10}))
+    assert cli.main(['--exp', '40', '--results', '--format', 'csv']) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith('run,name,state') and len([x for x in lines if x[:1].isdigit()]) == 5
+    assert ',83.0,' in lines[1] and ',84.0,' in lines[1]         # ours and the paper's (84.0, SemiVL VOC 92)

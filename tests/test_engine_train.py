@@ -153,3 +153,19 @@ def test_bf16_autocast_and_tuple_configs_train(tmp_path):
     assert results['iters'] == 6 and 0 <= results['miou'] <= 100
     assert yaml.safe_load((tmp_path / 'config.yaml').read_text())['scale_ratio_range'] == [0.5, 2.0]
     assert read_training_checkpoint(tmp_path / 'latest.pth')['config']['precision'] == 'bf16'
+
+
+def test_hparams_entry_for_comparing_runs_in_tensorboard(tmp_path):
+    """results go to tensorboard's HParams plugin with the run's settings (read back from the events)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+    results = train(standins.base_config(debug_every_epoch=False), tmp_path)
+    acc = EventAccumulator(str(tmp_path), size_guidance={'scalars': 0, 'tensors': 0})
+    acc.Reload()
+    content = acc.PluginTagToContent('hparams')
+    start = plugin_data_pb2.HParamsPluginData.FromString(content['_hparams_/session_start_info'])
+    hparams = {k: v.ListFields()[0][1] for k, v in start.session_start_info.hparams.items()}
+    assert hparams['optimizer.lr'] == 0.01 and hparams['batch_size'] == 4 and hparams['method'] == 'standin'
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content['_hparams_/experiment'])
+    assert {m.name.tag for m in experiment.experiment.metric_infos} == {'hparam/mIoU', 'hparam/best_mIoU'}
+    assert acc.Scalars('hparam/mIoU')[-1].value == pytest.approx(results['miou'])

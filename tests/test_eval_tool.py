@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from semiseg.tools import _common as common
 from semiseg.tools import eval as eval_tool
 
 torch.set_num_threads(1)
@@ -24,10 +25,10 @@ class _Payload:
 def trained(monkeypatch, tmp_path):
     cfg = standins.base_config()
     # the tool's own dependencies, replaced by the stand-ins (its scoring path stays the real one)
-    monkeypatch.setattr(eval_tool, 'get_runs', lambda exp, data_root=None: [cfg])
+    monkeypatch.setattr(common, 'get_runs', lambda exp, data_root=None: [cfg])
     monkeypatch.setattr(eval_tool, 'val_dataset', lambda cfg: standins.ValSet())
     monkeypatch.setattr(eval_tool, 'dataset_info', lambda name, root=None: standins.Info())
-    monkeypatch.setattr(eval_tool, 'build_segmentor', lambda cfg, pretrained=False: standins.build_model(cfg))
+    monkeypatch.setattr(common, 'build_segmentor', lambda cfg, pretrained=False: standins.build_model(cfg))
     torch.manual_seed(0)
     model = standins.TinySegmentor(standins.NCLASS)
     ours = tmp_path / 'latest.pth'

@@ -42,7 +42,7 @@ def make_val(n=5, seed=0):
     return items
 
 
-def resize_predict(model, images, mode, crop_size, stride=None, out_size=None, size_multiple=None):
+def resize_predict(model, images, mode, crop_size, stride=None, out_size=None, size_multiple=None, max_batch=None):
     """A stand-in for semiseg.evaluation.inference.predict ('original' + resize)."""
     logits = model(images)
     return F.interpolate(logits, size=out_size) if out_size else logits

@@ -121,3 +121,31 @@ def test_custom_dataset_takes_its_class_count_from_classes_txt(tmp_path):
 def test_out_of_range_values_are_refused(item, message):
     with pytest.raises(ValueError, match=message):
         with_overrides(get_runs(0)[1], parse_cfg_options([item]))
+
+
+def test_a_changed_gpu_count_changes_the_global_batch_visibly():
+    from semiseg.experiments import with_world
+    cfg = get_runs(40)[0]                                     # 4 GPUs x 2 images
+    same, warning = with_world(cfg, 4, None)
+    assert same is cfg and warning is None
+    two, warning = with_world(cfg, 2, None)
+    assert two['n_gpus'] == 2 and two['global_batch'] == {'configured': 8, 'actual': 4}
+    assert '_1x2x2_' in two['name'] and two['optimizer']['lr'] == cfg['optimizer']['lr']
+    assert 'global batch' in warning and 'is 4 images instead of 8' in warning and 'scale_lr=linear' in warning
+    scaled, warning = with_world(with_overrides(cfg, parse_cfg_options(['scale_lr=linear'])), 2, None)
+    assert scaled['optimizer']['lr'] == pytest.approx(cfg['optimizer']['lr'] / 2)
+    assert 'scaled linearly' in warning and scaled['name'] != two['name']
+    org, _ = with_world(with_overrides(get_runs(30)[0], parse_cfg_options(['scale_lr=linear'])), 8, None)
+    assert org['lr'] == pytest.approx(2e-3)                   # the SGD style too
+
+
+def test_linearly_scaled_lr_reaches_the_optimizer():
+    import torch
+
+    from semiseg.engine.optim import build_optimizer
+    from semiseg.experiments import with_world
+    cfg, _ = with_world(with_overrides(get_runs(30)[0], parse_cfg_options(['scale_lr=linear'])), 2, None)
+    model = torch.nn.Module()
+    model.backbone, model.decode_head = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    lrs = sorted(g['lr'] for g in build_optimizer(model, cfg).param_groups)
+    assert lrs == [pytest.approx(5e-4), pytest.approx(5e-3)]   # 1e-3 x 4/8, and x lr_multi 10

@@ -227,3 +227,27 @@ def test_experiment_65_trains_one_iteration_at_a_small_crop():
     result.total().backward()
     method.after_step(StepContext(0, 100, 0))
     assert torch.isfinite(result.total())
+
+
+def test_the_ema_teacher_loads_for_evaluation(tmp_path):
+    """`weights='ema'` (eval / predict --weights ema) takes our method.teacher or the release's model_ema."""
+    from semiseg.api import load_checkpoint
+    from semiseg.utils.checkpoint_io import CheckpointError
+    torch.manual_seed(0)
+    student, teacher = build_model(0, 6, pretrained=False), build_model(0, 6, pretrained=False)
+    ours = tmp_path / 'latest.pth'
+    torch.save({'model': student.state_dict(), 'iteration': 5, 'method': {'teacher': teacher.state_dict()}}, ours)
+    release = tmp_path / 'release.pth'
+    torch.save({'model': {f'module.{k}': v for k, v in student.state_dict().items()},
+                'model_ema': {f'module.{k}': v for k, v in teacher.state_dict().items()}}, release)
+    first = next(iter(teacher.state_dict()))
+    for path in (ours, release):
+        model = build_model(0, 6, pretrained=False)
+        load_checkpoint(model, path, weights='ema')
+        assert torch.equal(model.state_dict()[first], teacher.state_dict()[first])
+        load_checkpoint(model, path)
+        assert torch.equal(model.state_dict()[first], student.state_dict()[first])
+    plain = tmp_path / 'plain.pth'
+    torch.save({'model': student.state_dict()}, plain)
+    with pytest.raises(CheckpointError, match='holds no EMA teacher'):
+        load_checkpoint(build_model(0, 6, pretrained=False), plain, weights='ema')

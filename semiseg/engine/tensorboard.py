@@ -26,6 +26,19 @@ class TensorBoard:
         if self._writer is not None:
             self._writer.add_image(tag, image_hwc, step, dataformats='HWC')
 
+    def hparams(self, cfg: dict[str, Any], metrics: dict[str, float], step: int) -> None:
+        """The run's settings and final metrics for tensorboard's HParams view, so `tensorboard
+        --logdir exp/exp-E` compares the runs of an experiment side by side. Written into the run's
+        own event file (not a sub-run, unlike SummaryWriter.add_hparams)."""
+        if self._writer is None:
+            return
+        from torch.utils.tensorboard.summary import hparams
+        experiment, start, end = hparams(flat_hparams(cfg), metrics)
+        for summary in (experiment, start, end):
+            self._writer.file_writer.add_summary(summary)
+        for key, value in metrics.items():
+            self._writer.add_scalar(key, value, step)
+
     def flush(self) -> None:
         if self._writer is not None:
             self._writer.flush()
@@ -34,3 +47,17 @@ class TensorBoard:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def flat_hparams(cfg: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+    """A config as tensorboard hparams: nested keys dotted, lists and None as text."""
+    out: dict[str, Any] = {}
+    for key, value in cfg.items():
+        name = f'{prefix}{key}'
+        if isinstance(value, dict):
+            out.update(flat_hparams(value, f'{name}.'))
+        elif isinstance(value, (bool, int, float, str)):
+            out[name] = value
+        else:
+            out[name] = str(value)
+    return out

@@ -535,6 +535,9 @@ class Trainer:
             results[name] = {k: res[k] for k in ('miou', 'best_miou', 'per_class_iou', 'best_epoch')}
         if self.dist.is_main:
             atomic_write_json(self.run_dir / 'results.json', results)
+            metrics = {'hparam/mIoU': results['miou'], 'hparam/best_mIoU': self.best_miou}
+            metrics.update({f'hparam/{name}_best_mIoU': res['best_miou'] for name, res in self.extra_evals.items()})
+            self.tb.hparams(self.cfg, metrics, self.iteration)
             self.eta_s = 0.0
             self._state('finished')
             logger.info('finished %d iterations: mIoU %.2f, best %.2f (%s)', self.iteration, results['miou'],

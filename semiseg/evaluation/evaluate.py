@@ -10,6 +10,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from semiseg.engine.options import option
 from semiseg.utils.imaging import center_crop
 from semiseg.utils.modules import unwrap
 
@@ -77,7 +78,8 @@ def evaluate(model: nn.Module, loader: DataLoader, cfg: dict,
                 raise EvaluationInterrupted('evaluation stopped on request')
             img, mask = item['img'].to(device), item['mask'].to(device)
             logits = predict(net, img, mode, cfg['crop_size'], stride=stride,
-                             out_size=tuple(mask.shape[-2:]), size_multiple=cfg.get('eval_size_multiple'))
+                             out_size=tuple(mask.shape[-2:]), size_multiple=cfg.get('eval_size_multiple'),
+                             max_batch=option(cfg, 'eval_max_windows') or None)
             if mode == 'center_crop':
                 mask = center_crop(mask, cfg['crop_size'])
             if tuple(logits.shape[-2:]) != tuple(mask.shape[-2:]):

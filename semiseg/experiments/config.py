@@ -243,3 +243,40 @@ def validate_config(cfg: dict[str, Any], lookup_method=method_info) -> None:
     if cfg.get('epoch_over', 'labeled') not in EPOCH_OVER:
         raise ValueError(f'epoch_over must be one of {", ".join(EPOCH_OVER)}, got {cfg["epoch_over"]!r}')
     check_options(cfg)
+
+
+def global_batch(cfg: dict[str, Any]) -> int:
+    """Images per optimizer step over all processes (labeled ones; as many unlabeled)."""
+    return int(cfg['batch_size']) * int(cfg['n_gpus']) * int(cfg['n_nodes'])
+
+
+def with_world(cfg: dict[str, Any], n_gpus: int | None = None, n_nodes: int | None = None) -> tuple[dict, str | None]:
+    """`cfg` trained on `n_gpus` x `n_nodes` processes instead of its own: (new config, warning).
+
+    The batch size is per process, so the global batch changes with the process count: the config
+    records the configured and the actual global batch, the name shows the new count (as the
+    release's `_{nodes}x{gpus}x{batch}` piece), and with `scale_lr: linear` the learning rate
+    follows the global batch (MMEngine's auto_scale_lr rule: lr x actual / configured).
+    """
+    new_gpus, new_nodes = n_gpus or cfg['n_gpus'], n_nodes or cfg['n_nodes']
+    if (new_gpus, new_nodes) == (cfg['n_gpus'], cfg['n_nodes']):
+        return cfg, None
+    out = copy.deepcopy(cfg)
+    configured = global_batch(cfg)
+    out['n_gpus'], out['n_nodes'] = new_gpus, new_nodes
+    actual = global_batch(out)
+    out['global_batch'] = {'configured': configured, 'actual': actual}
+    scaled = cfg.get('scale_lr', 'none') == 'linear'
+    holder = out['optimizer'] if isinstance(out.get('optimizer'), dict) else out
+    old_lr = holder['lr']
+    if scaled:
+        holder['lr'] = old_lr * actual / configured
+    changed = {'n_gpus': new_gpus, 'n_nodes': new_nodes, **({'lr': holder['lr']} if scaled else {})}
+    out['name'] = run_name(out) + override_suffix({k: v for k, v in changed.items() if k == 'lr'})
+    lr_note = (f'the learning rate is scaled linearly to {holder["lr"]:.3g}' if scaled else
+               f'the learning rate stays {old_lr:.3g} (--cfg-options scale_lr=linear scales it to '
+               f'{old_lr * actual / configured:.3g}, the linear rule)')
+    warning = (f'{new_nodes} node(s) x {new_gpus} GPU(s) instead of {cfg["n_nodes"]} x {cfg["n_gpus"]}: the global '
+               f'batch of {cfg["name"]} is {actual} images instead of {configured} ({cfg["batch_size"]} per GPU); '
+               f'{lr_note}')
+    return out, warning

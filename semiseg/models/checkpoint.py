@@ -26,8 +26,29 @@ logger = logging.getLogger(__name__)
 GUIDANCE_PREFIX = 'clip_encoder.'
 
 
-def extract_state_dict(obj: Any, source: str = 'checkpoint') -> dict[str, torch.Tensor]:
-    """The model state dict inside a loaded checkpoint object, without `module.` prefixes."""
+WEIGHTS = ('model', 'ema')
+
+
+def _ema_weights(obj: Any, source: str) -> Any:
+    """The EMA teacher inside a checkpoint: ours (`method.teacher`) or UniMatch V2's (`model_ema`)."""
+    if isinstance(obj, Mapping):
+        if isinstance(obj.get('model_ema'), Mapping):
+            return obj['model_ema']
+        teacher = (obj.get('method') or {}).get('teacher') if isinstance(obj.get('method'), Mapping) else None
+        if isinstance(teacher, Mapping):
+            return teacher
+    raise CheckpointError(f'{source} holds no EMA teacher (method.teacher, or model_ema in a UniMatch V2 '
+                          'release checkpoint); load its model weights instead')
+
+
+def extract_state_dict(obj: Any, source: str = 'checkpoint', weights: str = 'model') -> dict[str, torch.Tensor]:
+    """The model state dict inside a loaded checkpoint object, without `module.` prefixes.
+
+    `weights='ema'` takes the EMA teacher (UniMatch V2 runs), which the papers report."""
+    if weights not in WEIGHTS:
+        raise ValueError(f'weights must be one of {WEIGHTS}, got {weights!r}')
+    if weights == 'ema':
+        obj = _ema_weights(obj, source)
     if isinstance(obj, nn.Module):
         obj = obj.state_dict()
     if isinstance(obj, Mapping):
@@ -84,17 +105,19 @@ def load_state_dict_checked(model: nn.Module, state_dict: Mapping[str, torch.Ten
     model.load_state_dict(sd, strict=False)
 
 
-def load_checkpoint(model: nn.Module, path: str | os.PathLike, trust: bool = False) -> dict[str, Any]:
+def load_checkpoint(model: nn.Module, path: str | os.PathLike, trust: bool = False,
+                    weights: str = 'model') -> dict[str, Any]:
     """Load the model weights of `path` into `model` (DDP-wrapped or not).
 
     Release checkpoints are renamed to our keys by the model's `convert_release_state_dict` when
     it has one (e.g. AllSpark's `decoder.` -> `decode_head.`). `trust=True` allows a file that
-    needs full unpickling (see `semiseg.utils.checkpoint_io`). Returns the loaded checkpoint
+    needs full unpickling (see `semiseg.utils.checkpoint_io`); `weights='ema'` loads the EMA teacher
+    of a UniMatch V2 run (ours or the release's `model_ema`). Returns the loaded checkpoint
     object as a dict (optimizer etc. for the caller to use).
     """
     path = Path(path).expanduser()
     obj = read_checkpoint(path, trust=trust)
-    sd = extract_state_dict(obj, str(path))
+    sd = extract_state_dict(obj, str(path), weights)
     net = unwrap(model)
     convert = getattr(net, 'convert_release_state_dict', None)
     if convert is not None:

@@ -1,7 +1,7 @@
 """What the checkpoint tools share: the run config they work for, the model with a checkpoint loaded,
 palette PNGs, and one-line error messages.
 
-Used by `semiseg.tools.predict`; `semiseg.tools.eval` does the same steps inline.
+Used by `semiseg.tools.predict` and `semiseg.tools.eval`.
 """
 from __future__ import annotations
 
@@ -66,18 +66,18 @@ def prepare_dataset_files(cfg: dict[str, Any]) -> None:
 
 
 def load_run_model(cfg: dict[str, Any], checkpoint: Path, device: torch.device,
-                   trust: bool = False) -> torch.nn.Module:
+                   trust: bool = False, weights: str = 'model') -> torch.nn.Module:
     """The run's model (no pretrained download) with `checkpoint` loaded, on `device`, in eval mode.
 
     The checkpoint may be ours or a release's (`semiseg.api.load_checkpoint`); one of another model
-    raises CheckpointError naming the mismatching keys.
+    raises CheckpointError naming the mismatching keys. `weights='ema'`: a UniMatch V2 run's EMA teacher.
     """
     checkpoint = Path(checkpoint).expanduser()
     if not checkpoint.is_file():   # before the (slow) model build
         raise DataError(f'checkpoint {checkpoint} does not exist')
     prepare_dataset_files(cfg)
     model = build_segmentor(cfg, pretrained=False)
-    load_checkpoint(model, checkpoint, trust=trust)
+    load_checkpoint(model, checkpoint, trust=trust, weights=weights)
     return model.to(device).eval()
 
 
@@ -86,3 +86,12 @@ def save_label_png(labels: np.ndarray, palette: np.ndarray, path: Path) -> None:
     png = Image.fromarray(np.ascontiguousarray(labels, dtype=np.uint8))
     png.putpalette(np.asarray(palette, dtype=np.uint8).reshape(-1).tolist())
     png.save(path)
+
+
+def add_checkpoint_arguments(parser) -> None:
+    """--checkpoint, --weights and --trust-checkpoint, as every checkpoint tool has them."""
+    parser.add_argument('--checkpoint', type=Path, required=True, help='our latest/best.pth or a release checkpoint')
+    parser.add_argument('--weights', choices=('model', 'ema'), default='model',
+                        help="'ema': the EMA teacher of a UniMatch V2 run (what its paper reports)")
+    parser.add_argument('--trust-checkpoint', action='store_true',
+                        help='allow a checkpoint that needs full unpickling (can run code from the file)')

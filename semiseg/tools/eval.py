@@ -1,7 +1,8 @@
 """Evaluate a checkpoint on a run's validation set with the run's evaluation mode.
 
     python -m semiseg.tools.eval --exp 40 --run 0 --checkpoint PATH [--pred-dir DIR] [--save-logits]
-                                 [--data-root R] [--device auto|cpu|cuda]
+                                 [--data-root R] [--device auto|cpu|cuda] [--weights model|ema]
+                                 [--trust-checkpoint]
 
 The checkpoint may be ours (`latest.pth` / `best.pth`) or the SemiVL release's (`best.pth`, DDP
 keys); `semiseg.models.checkpoint.load_checkpoint` reads both. Prints per-class IoU and mIoU;
@@ -19,10 +20,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
-from semiseg.data import DataError
 from semiseg.data.build import dataset_dir
 from semiseg.data.datasets import dataset_info
 from semiseg.data.semi_dataset import AugConfig, SemiDataset
@@ -30,9 +29,8 @@ from semiseg.data.splits import missing_split_hint, read_split, split_files
 from semiseg.engine.distributed import resolve_device
 from semiseg.evaluation import build_eval_loader, evaluate
 from semiseg.evaluation.inference import predict
-from semiseg.experiments.registry import get_runs
-from semiseg.models.builder import build_segmentor
-from semiseg.models.checkpoint import CheckpointError, load_checkpoint
+
+from ._common import TOOL_ERRORS, add_checkpoint_arguments, load_run_model, one_line, save_label_png, select_run_config
 
 logger = logging.getLogger(__name__)
 
@@ -64,10 +62,7 @@ class PredictionWriter:
         logits = self._predict(model, images, mode, crop_size, **kwargs)
         stem = self.out_dir / Path(self.ids[self.count]).with_suffix('')
         stem.parent.mkdir(parents=True, exist_ok=True)
-        pred = logits[0].argmax(0).to(torch.uint8).cpu().numpy()
-        png = Image.fromarray(pred, mode='P')
-        png.putpalette(np.asarray(self.palette, dtype=np.uint8).reshape(-1).tolist())
-        png.save(stem.with_suffix('.png'))
+        save_label_png(logits[0].argmax(0).to(torch.uint8).cpu().numpy(), self.palette, stem.with_suffix('.png'))
         if self.save_logits:
             np.save(stem.with_suffix('.npy'), logits[0].float().cpu().numpy().astype(np.float16))
         self.count += 1
@@ -75,12 +70,11 @@ class PredictionWriter:
 
 
 def evaluate_checkpoint(cfg: dict, checkpoint: Path, device: torch.device, pred_dir: Path | None = None,
-                        save_logits: bool = False, trust: bool = False) -> dict[str, Any]:
+                        save_logits: bool = False, trust: bool = False, weights: str = 'model') -> dict[str, Any]:
     """mIoU of `checkpoint` on cfg's val set: {'miou', 'per_class_iou': {name: iou}} (percent)."""
+    model = load_run_model(cfg, checkpoint, device, trust=trust, weights=weights)
     dataset = val_dataset(cfg)
     info = dataset_info(cfg['dataset'], dataset_dir(cfg))
-    model = build_segmentor(cfg, pretrained=False).to(device)
-    load_checkpoint(model, checkpoint, trust=trust)
     loader = build_eval_loader(dataset, distributed=False)
     writer = None
     if pred_dir is not None:
@@ -98,26 +92,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description='Evaluate a checkpoint on the validation set of a run.')
     parser.add_argument('--exp', type=int, required=True, help='experiment id (see experiments.py --list)')
     parser.add_argument('--run', type=int, required=True, help='run index within the experiment')
-    parser.add_argument('--checkpoint', type=Path, required=True, help='our latest/best.pth or the release best.pth')
+    add_checkpoint_arguments(parser)
     parser.add_argument('--pred-dir', type=Path, help='write palette PNG predictions here')
     parser.add_argument('--save-logits', action='store_true', help='also write float16 logits (.npy) to --pred-dir')
     parser.add_argument('--data-root', help='folder holding the datasets (default: SEMISEG_DATA or ~/data)')
     parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
-    parser.add_argument('--trust-checkpoint', action='store_true',
-                        help='allow a checkpoint that needs full unpickling (can run code from the file)')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='[%(asctime)s][%(levelname)s] %(message)s')
     if args.save_logits and args.pred_dir is None:
         parser.error('--save-logits needs --pred-dir')
     try:
-        runs = get_runs(args.exp, data_root=args.data_root)
-        if not 0 <= args.run < len(runs):
-            raise ValueError(f'experiment {args.exp} has runs 0..{len(runs) - 1}, not {args.run}')
-        cfg = runs[args.run]
+        cfg = select_run_config(args.exp, args.run, args.data_root)
         res = evaluate_checkpoint(cfg, args.checkpoint.expanduser(), resolve_device(args.device),
-                                  args.pred_dir, args.save_logits, args.trust_checkpoint)
-    except (CheckpointError, DataError, KeyError, ValueError, RuntimeError) as e:
-        print(f'error: {e}', file=sys.stderr)
+                                  args.pred_dir, args.save_logits, args.trust_checkpoint, args.weights)
+    except TOOL_ERRORS as e:
+        print(f'error: {one_line(e)}', file=sys.stderr)
         return 1
     print(f'exp {args.exp} run {args.run} ({cfg["name"]}), {cfg["eval_mode"]}, checkpoint {args.checkpoint}')
     for i, (name, iou) in enumerate(res['per_class_iou'].items()):

@@ -3,7 +3,7 @@
     python -m semiseg.tools.predict --exp 40 --run 0 --checkpoint exp/exp-40/<run>/best.pth \\
         --out preds/ photos/ more.jpg list.txt [--overlay] [--logits] [--mode MODE] [--stride S]
         [--batch-size 4] [--precision fp32|bf16] [--device auto|cpu|cuda] [--recursive]
-        [--data-root R] [--trust-checkpoint]
+        [--data-root R] [--weights model|ema] [--trust-checkpoint]
     python -m semiseg.tools.predict --config exp/exp-40/<run>/config.yaml --checkpoint ... --out ...
 
 Inputs: image files; folders (the images directly inside, sorted; with --recursive also in
@@ -59,7 +59,15 @@ from semiseg.experiments.config import dataset_folder
 from semiseg.utils.imaging import colorize
 from semiseg.utils.labels import IGNORE_INDEX
 
-from ._common import TOOL_ERRORS, load_run_model, one_line, read_run_config, save_label_png, select_run_config
+from ._common import (
+    TOOL_ERRORS,
+    add_checkpoint_arguments,
+    load_run_model,
+    one_line,
+    read_run_config,
+    save_label_png,
+    select_run_config,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -360,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--exp', type=int, help='experiment id (with --run)')
     p.add_argument('--run', type=int, help='run index within the experiment')
     p.add_argument('--config', type=Path, help="a run folder's config.yaml (instead of --exp/--run)")
-    p.add_argument('--checkpoint', type=Path, required=True, help='our latest/best.pth or a release checkpoint')
+    add_checkpoint_arguments(p)
     p.add_argument('--out', type=Path, required=True, help='output folder (created)')
     p.add_argument('--overlay', action='store_true', help='also write <stem>_overlay.png with a class legend')
     p.add_argument('--logits', action='store_true', help='also write <stem>.npy float16 scores (N, H, W)')
@@ -373,8 +381,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--recursive', action='store_true', help='also read images in subfolders of input folders')
     p.add_argument('--data-root', help='folder holding the datasets, for the text embeddings of vision-language '
                    "models (default: SEMISEG_DATA or ~/data with --exp, the config's data_root with --config)")
-    p.add_argument('--trust-checkpoint', action='store_true',
-                   help='allow a checkpoint that needs full unpickling (can run code from the file)')
     return p
 
 
@@ -404,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out.expanduser()
         check_collisions(items, out, args.overlay, args.logits)
         device = resolve_device(args.device)
-        model = load_run_model(cfg, args.checkpoint, device, trust=args.trust_checkpoint)
+        model = load_run_model(cfg, args.checkpoint, device, trust=args.trust_checkpoint, weights=args.weights)
         out.mkdir(parents=True, exist_ok=True)
     except TOOL_ERRORS as err:
         print(f'error: {one_line(err)}', file=sys.stderr)
