@@ -112,3 +112,12 @@ def test_splits_dir_option(fake_official, tmp_path):
     dest = tmp_path / 'VOC2012' / 'splits'
     assert fs.main(['pascal', '--splits-dir', str(dest), '--from', str(fake_official)]) == 0
     assert (dest / '92' / 'labeled.txt').is_file()
+
+
+def test_release_specific_lists_come_from_their_release():
+    from third_party import splits as official
+    assert official.url('pascal', '1_2/labeled.txt').startswith('https://raw.githubusercontent.com/xmed-lab/AllSpark/')
+    assert '/LiheYoung/UniMatch/' in official.url('pascal', '1_16/unlabeled.txt')
+    assert '/LiheYoung/UniMatch-V2/' in official.url('ade20k', '1_64/labeled.txt')
+    files = official.expected_files('ade20k')
+    assert files['val.txt'] is None and '1_2/unlabeled.txt' in files     # fetched unverified

@@ -19,26 +19,38 @@ from pathlib import Path
 
 UNIMATCH_COMMIT = '0324f3dd4a22128105a5eb135d2586c0bb3cc647'
 UNIMATCH_RAW = f'https://raw.githubusercontent.com/LiheYoung/UniMatch/{UNIMATCH_COMMIT}/splits'
+UNIMATCH_V2_COMMIT = 'f6afb4dfca2d9dcbcee2307e97717954ca75c0ba'
+UNIMATCH_V2_RAW = f'https://raw.githubusercontent.com/LiheYoung/UniMatch-V2/{UNIMATCH_V2_COMMIT}/splits'
+ALLSPARK_COMMIT = '9da63e2d941597575a706b756b798a3e2723ba16'
+ALLSPARK_RAW = f'https://raw.githubusercontent.com/xmed-lab/AllSpark/{ALLSPARK_COMMIT}/splits'
 SEMIVL_RAW = 'https://raw.githubusercontent.com/google-research/semivl/main/splits'
 
-OFFICIAL_DATASETS = ('pascal', 'cityscapes', 'coco', 'ade')
+OFFICIAL_DATASETS = ('pascal', 'cityscapes', 'coco', 'ade', 'ade20k')
 
 BASE_URLS = {
     'pascal': f'{UNIMATCH_RAW}/pascal',
     'cityscapes': f'{UNIMATCH_RAW}/cityscapes',
     'coco': f'{UNIMATCH_RAW}/coco',
     'ade': f'{SEMIVL_RAW}/ade',
+    'ade20k': f'{UNIMATCH_V2_RAW}/ade20k',     # UniMatch V2's own ADE20K preparation and splits
 }
 
-# Files that exist upstream but are missing from the reference copy: no checksum is known.
+# Files that exist upstream but are missing from the reference copy: no checksum is known, they are
+# fetched unverified (with a warning).
 COCO_SPLITS = ('1_512', '1_256', '1_128', '1_64', '1_32')
+BLENDED_SPLITS = ('1_16', '1_8', '1_4', '1_2')   # VOC "blended" (of train_aug): UniMatch; 1_2 AllSpark's
+ADE20K_SPLITS = ('1_64', '1_32', '1_16', '1_8', '1_4', '1_2')
 UNVERIFIED = {
     'coco': tuple(f'{s}/unlabeled.txt' for s in COCO_SPLITS),
+    'pascal': tuple(f'{s}/{f}.txt' for s in BLENDED_SPLITS for f in ('labeled', 'unlabeled')),
+    'ade20k': tuple(f'{s}/{f}.txt' for s in ADE20K_SPLITS for f in ('labeled', 'unlabeled')) + ('val.txt',),
 }
+# where a file lives when not under its dataset's base URL
+URL_OVERRIDES = {('pascal', f'1_2/{f}.txt'): f'{ALLSPARK_RAW}/pascal/1_2/{f}.txt' for f in ('labeled', 'unlabeled')}
 UNVERIFIED_NOTE = (
-    'COCO unlabeled.txt lists (~118k lines each) are missing from the reference copy of the '
-    'splits, so their checksums are unknown; they are downloaded from UniMatch '
-    f'({UNIMATCH_RAW}/coco/<split>/unlabeled.txt) without verification.')
+    'lists missing from the reference copy of the splits (COCO unlabeled.txt, the VOC blended splits, '
+    "UniMatch V2's ADE20K lists) have no recorded checksum; they are downloaded from the releases "
+    'without verification.')
 
 CHECKSUM_FILE = Path(__file__).with_name('split_checksums.json')
 
@@ -54,7 +66,7 @@ def expected_files(dataset: str) -> dict[str, str | None]:
         raise KeyError(f'no official split lists for {dataset!r}; known: '
                        f'{", ".join(OFFICIAL_DATASETS)}')
     files: dict[str, str | None] = {rel: e['sha256']
-                                    for rel, e in load_checksums()[dataset].items()}
+                                    for rel, e in load_checksums().get(dataset, {}).items()}
     for rel in UNVERIFIED.get(dataset, ()):
         files.setdefault(rel, None)
     return dict(sorted(files.items()))
@@ -62,7 +74,7 @@ def expected_files(dataset: str) -> dict[str, str | None]:
 
 def url(dataset: str, rel: str) -> str:
     """Upstream raw URL of one list file."""
-    return f'{BASE_URLS[dataset]}/{rel}'
+    return URL_OVERRIDES.get((dataset, rel), f'{BASE_URLS[dataset]}/{rel}')
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -75,6 +87,8 @@ def compute_checksums(splits_root: str | Path) -> dict[str, dict[str, dict]]:
     table: dict[str, dict[str, dict]] = {}
     for dataset in OFFICIAL_DATASETS:
         folder = root / dataset
+        if not folder.is_dir():
+            continue
         table[dataset] = {
             p.relative_to(folder).as_posix(): {
                 'sha256': sha256_bytes(p.read_bytes()),
