@@ -113,3 +113,14 @@ def test_probe_is_transparent():
     assert probe.weight is model.weight and probe.inner is model
     with pytest.raises(AttributeError):
         probe.no_such_attribute  # noqa: B018
+
+
+def test_device_checks_are_prepared_for_a_gpu(capsys):
+    """The prepared GPU measurements name existing runs and valid settings; without CUDA they refuse."""
+    from semiseg.experiments import get_runs
+    from semiseg.tools import device_checks
+    for exp, run, what, settings, _ in device_checks.GROUPS.values():
+        assert 0 <= run < len(get_runs(exp)) and what in ('train', 'eval') and settings
+    if not torch.cuda.is_available():
+        assert device_checks.main(['--out', 'unused']) == 2
+        assert 'no CUDA device' in capsys.readouterr().err
