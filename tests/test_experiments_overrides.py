@@ -149,3 +149,12 @@ def test_linearly_scaled_lr_reaches_the_optimizer():
     model.backbone, model.decode_head = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
     lrs = sorted(g['lr'] for g in build_optimizer(model, cfg).param_groups)
     assert lrs == [pytest.approx(5e-4), pytest.approx(5e-3)]   # 1e-3 x 4/8, and x lr_multi 10
+
+
+def test_model_args_take_new_nested_settings():
+    cfg = with_overrides(get_runs(50)[0], parse_cfg_options(['model_args.decode_head.release_eval_batch_keys=true',
+                                                             'model_args.backbone.drop_path_rate=0']))
+    assert cfg['model_args'] == {'decode_head': {'release_eval_batch_keys': True}, 'backbone': {'drop_path_rate': 0}}
+    assert cfg['name'] != get_runs(50)[0]['name']                 # a hash suffix: the run differs
+    with pytest.raises(OverrideError, match="unknown config key 'modl_args.x'"):
+        apply_overrides(get_runs(50)[0], parse_cfg_options(['modl_args.x=1']))

@@ -4,7 +4,9 @@ A value is read as a YAML scalar or list and then coerced to the type of the val
 `split=8` is the string '8' (also `split=1_16`, which YAML would read as a number), `lr=1e-3` a
 float, `epochs=2.0` the integer 2. A value that cannot be coerced names the key and the type it
 needs. Dotted keys reach into nested dicts (`optimizer.lr=1e-3`); a key must already exist in the
-config or be an engine option, so a typo fails loudly instead of being silently ignored.
+config or be an engine option, so a typo fails loudly instead of being silently ignored. The one
+exception is `model_args.<module>.<arg>`, settings merged into the model config (e.g. the AllSpark
+release switches), which the model's constructor checks.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import yaml
 
 from semiseg.engine.options import ENGINE_OPTIONS
 
+FREE_FORM = 'model_args'   # deep-merged into the model config: new nested keys are allowed
 _NUMBER = re.compile(r'^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$')
 
 
@@ -133,6 +136,12 @@ def apply_overrides(cfg: dict[str, Any], overrides: list[Override]) -> tuple[dic
             where = '.'.join(parts[:depth])
             if not isinstance(node, dict):
                 raise OverrideError(f'unknown config key {ov.key!r}: {where} is not a mapping')
+            if part not in node and parts[0] == FREE_FORM and depth > 0:
+                if depth == len(parts) - 1:   # a new model-config setting: its constructor checks it
+                    node[part] = ov.value
+                    changed[ov.key] = ov.value
+                    break
+                node[part] = {}
             if part not in node:
                 choices = list(node) + ([k for k in ENGINE_OPTIONS if k not in node] if depth == 0 else [])
                 scope = f'under {where!r}' if where else 'in the config or the engine options'
