@@ -32,16 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from semiseg.data.datasets import DATASETS
 from semiseg.engine.options import RUNTIME_OPTIONS
-from semiseg.experiments.io import load_config
 from semiseg.experiments.published import Published, published_result
 from semiseg.utils.timefmt import format_duration
 
 from .job import read_job_record
-from .rundir import CONFIG_FILE, RESULTS_FILE, exp_dir, normalized_config
+from .rundir import RESULTS_FILE, age_key, normalized_config, stored_configs
 from .slurm import Runner, run_command, slurm_states
 from .status import STATE_FILE, classify, read_json
 
@@ -154,22 +151,10 @@ def repeat_key(cfg: dict[str, Any]) -> Any:
 def repeat_dirs(cfg: dict[str, Any], exp_root: Path, exp_id: int | None = None) -> list[Path]:
     """Run folders of the experiment holding `cfg` or a repeat of it (other seed / runtime options),
     oldest first. Unreadable config files are skipped."""
-    parent = exp_dir(Path(exp_root), cfg['exp'] if exp_id is None else exp_id)
-    if not parent.is_dir():
-        return []
     want = repeat_key(cfg)
-    found = []
-    for path in parent.iterdir():
-        cfg_file = path / CONFIG_FILE
-        if not cfg_file.is_file():
-            continue
-        try:
-            stored = load_config(cfg_file)
-        except (OSError, ValueError, yaml.YAMLError):   # a damaged file must not hide the other runs
-            continue
-        if {k: v for k, v in stored.items() if k not in REPEAT_FREE_KEYS} == want:
-            found.append(path)
-    return sorted(found, key=lambda p: (p.name[:11], (p / CONFIG_FILE).stat().st_mtime, p.name))
+    found = [path for path, stored in stored_configs(exp_root, cfg['exp'] if exp_id is None else exp_id)
+             if {k: v for k, v in stored.items() if k not in REPEAT_FREE_KEYS} == want]
+    return sorted(found, key=age_key)
 
 
 def _slurm_job(run_dir: Path) -> str | None:

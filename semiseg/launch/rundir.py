@@ -63,25 +63,35 @@ def normalized_config(cfg: dict[str, Any]) -> Any:
     return yaml.safe_load(yaml.safe_dump(cfg, sort_keys=False))
 
 
-def _same_config_dirs(cfg: dict[str, Any], exp_root: Path) -> list[Path]:
-    """Run folders of cfg's experiment whose config.yaml equals `cfg`, newest first."""
-    parent = exp_dir(exp_root, cfg['exp'])
+def stored_configs(exp_root: Path, exp_id: int) -> list[tuple[Path, dict[str, Any]]]:
+    """(run folder, its config) for each run folder of experiment `exp_id`. A config file that
+    cannot be read is skipped: one damaged folder must not hide the other runs."""
+    parent = exp_dir(Path(exp_root), exp_id)
     if not parent.is_dir():
         return []
-    want = normalized_config(cfg)
     found = []
     for path in parent.iterdir():
         cfg_file = path / CONFIG_FILE
         if not cfg_file.is_file():
             continue
         try:
-            stored = load_config(cfg_file)
+            found.append((path, load_config(cfg_file)))
         except (OSError, ValueError, yaml.YAMLError):
             continue
-        if stored == want:
-            found.append(path)
-    # folder names start with YYMMDD-HHMM; the config's mtime breaks ties within a minute
-    return sorted(found, key=lambda p: (p.name[:11], (p / CONFIG_FILE).stat().st_mtime), reverse=True)
+    return found
+
+
+def age_key(run_dir: Path) -> tuple[str, float, str]:
+    """Sort key, oldest first: folder names start with YYMMDD-HHMM and the config's mtime breaks
+    ties within a minute."""
+    return run_dir.name[:11], (run_dir / CONFIG_FILE).stat().st_mtime, run_dir.name
+
+
+def _same_config_dirs(cfg: dict[str, Any], exp_root: Path) -> list[Path]:
+    """Run folders of cfg's experiment whose config.yaml equals `cfg`, newest first."""
+    want = normalized_config(cfg)
+    found = [path for path, stored in stored_configs(exp_root, cfg['exp']) if stored == want]
+    return sorted(found, key=age_key, reverse=True)
 
 
 def find_resumable(cfg: dict[str, Any], exp_root: Path) -> Path | None:
