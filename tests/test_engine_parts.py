@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 from semiseg.data.build import TrainData
 from semiseg.engine import checkpoint as ckpt
 from semiseg.engine import debug_panels, signals
-from semiseg.engine.loaders import ResumableSampler, build_train_loaders, plan_iterations
+from semiseg.engine.loaders import ResumableSampler, auto_workers, build_train_loaders, plan_iterations
 from semiseg.utils.imaging import colorize
 
 
@@ -80,6 +80,36 @@ def test_partner_batch_has_the_same_ids_with_independent_augmentation():
     for b1, b2 in zip(batches[1:], again):   # a resumed epoch sees the same data
         assert all(torch.equal(b1[k], b2[k]) for k in b1)
     assert not torch.equal(list(loaders.start_epoch(2))[0]['u_id'], batches[0]['u_id'])
+
+
+def test_persistent_workers_see_the_same_batches_as_in_process_loading():
+    """Workers outlive the epoch and never see set_epoch: the sampler's (epoch, index) keys keep
+    every epoch's augmentations (and a resumed epoch's) equal to in-process loading."""
+    def epochs(workers):
+        loaders = build_train_loaders(_data(_Ids(12), _Ids(12, 'u'), _Ids(12, 'u')), batch_size=4, seed=0,
+                                      world_size=1, rank=0, num_workers=workers, pin_memory=False)
+        assert loaders.loader_u.num_workers == workers and loaders.loader_u.persistent_workers == (workers > 0)
+        return [list(loaders.start_epoch(e)) for e in (0, 1)] + [list(loaders.start_epoch(2, skip_batches=1))]
+
+    ref, got = epochs(0), epochs(2)
+    assert not torch.equal(ref[0][0]['u_py'], ref[1][0]['u_py'])
+    for ref_epoch, got_epoch in zip(ref, got):
+        assert len(ref_epoch) == len(got_epoch)
+        for a, b in zip(ref_epoch, got_epoch):
+            assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_auto_workers_share_the_process_cpus_among_its_loaders(monkeypatch):
+    assert auto_workers(3, loaders=3, cpus=64) == 3                      # a number is taken as given
+    assert auto_workers('auto', loaders=3, cpus=2) == 1                  # never fewer than one
+    assert auto_workers('auto', loaders=3, cpus=16) == 5                 # 15 CPUs left for 3 loaders
+    assert auto_workers('auto', loaders=1, cpus=64) == 8                 # capped
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(32)), raising=False)
+    monkeypatch.setenv('LOCAL_WORLD_SIZE', '4')                           # torchrun: 4 processes share 32
+    monkeypatch.delenv('SLURM_CPUS_PER_TASK', raising=False)
+    assert auto_workers('auto', loaders=1) == 7
+    monkeypatch.setenv('SLURM_CPUS_PER_TASK', '6')                        # Slurm: the task's own CPUs
+    assert auto_workers('auto', loaders=2) == 2
 
 
 def test_supervised_loaders_iterate_the_labeled_set_alone():

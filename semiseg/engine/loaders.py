@@ -6,10 +6,13 @@ partner batch holds the same image ids with independent augmentations (LiheYoung
 Here every sample is augmented under a seed derived from (seed, stream, epoch, index) and the
 sampler order depends only on (seed, epoch); a resumed run therefore skips the finished batches of
 its epoch and sees exactly the batches and augmentations the uninterrupted run would have seen.
+The sampler hands each worker `(epoch, index)`, so persistent workers (which never see the main
+process's `set_epoch`) draw the same augmentations as in-process loading.
 """
 from __future__ import annotations
 
 import math
+import os
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,8 +51,10 @@ class SeededDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int):
-        s = derive_seed(self.seed, self.stream, self.epoch, index)
+    def __getitem__(self, key: int | tuple[int, int]):
+        """`key` is an index (of the epoch set last) or the sampler's `(epoch, index)`."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+        s = derive_seed(self.seed, self.stream, epoch, index)
         random.seed(s)
         np.random.seed(s)
         torch.random.default_generator.manual_seed(s)
@@ -57,7 +62,8 @@ class SeededDataset(Dataset):
 
 
 class ResumableSampler(DistributedSampler):
-    """DistributedSampler (shuffle, seed, padding) that can skip the first samples of one epoch."""
+    """DistributedSampler (shuffle, seed, padding) that can skip the first samples of one epoch.
+    It yields `(epoch, index)` keys for SeededDataset."""
 
     def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
@@ -67,8 +73,8 @@ class ResumableSampler(DistributedSampler):
         super().set_epoch(epoch)
         self.skip = skip
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(list(super().__iter__())[self.skip:])
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter([(self.epoch, i) for i in list(super().__iter__())[self.skip:]])
 
     def __len__(self) -> int:
         return self.num_samples - self.skip
@@ -104,16 +110,54 @@ class TrainLoaders:
             yield batch
 
 
-def build_train_loaders(data, batch_size: int, seed: int, world_size: int, rank: int, num_workers: int,
+def process_cpus() -> int:
+    """CPUs this process may use: its affinity (Slurm binds each task to its own), shared with the
+    other processes of the node when torchrun started them all under one affinity."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:   # not on Linux
+        cpus = os.cpu_count() or 1
+    slurm_cpus = os.environ.get('SLURM_CPUS_PER_TASK', '')
+    if slurm_cpus.isdigit():
+        return max(1, min(cpus, int(slurm_cpus)))
+    local_procs = os.environ.get('LOCAL_WORLD_SIZE', '')
+    return max(1, cpus // int(local_procs)) if local_procs.isdigit() and int(local_procs) > 0 else cpus
+
+
+MAX_AUTO_WORKERS = 8
+
+
+def auto_workers(num_workers: int | str, loaders: int, cpus: int | None = None) -> int:
+    """Workers per loader: a number as given; 'auto' shares this process's CPUs, less one for the
+    training loop, among its `loaders` (at least 1 each, at most MAX_AUTO_WORKERS). The
+    augmentations are seeded per sample, so the count changes speed only, never the batches."""
+    if num_workers != 'auto':
+        return int(num_workers)
+    cpus = process_cpus() if cpus is None else cpus
+    return max(1, min(MAX_AUTO_WORKERS, (cpus - 1) // max(1, loaders)))
+
+
+def make_loader(dataset: Dataset, batch_size: int, workers: int, pin_memory: bool, **kwargs) -> DataLoader:
+    """A DataLoader whose workers outlive the epoch (no restart cost per epoch or evaluation) and
+    keep 4 batches each in flight."""
+    extra = {'persistent_workers': True, 'prefetch_factor': 4} if workers > 0 else {}
+    return DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=pin_memory,
+                      **extra, **kwargs)
+
+
+def build_train_loaders(data, batch_size: int, seed: int, world_size: int, rank: int, num_workers: int | str,
                         pin_memory: bool) -> TrainLoaders:
-    """Loaders as in the release: per-process batch, drop_last, DistributedSampler(seed) each.
+    """Loaders as in the release: per-process batch, drop_last, DistributedSampler(seed) each;
+    `num_workers` per loader, or 'auto' (auto_workers).
 
     `data` is `semiseg.data.build.TrainData`; without unlabeled data the labeled loader runs alone;
     the partner stream (if any) shares the unlabeled sampler, so it holds the same image ids.
     """
+    n_loaders = 1 + (data.unlabeled is not None) + (data.partner is not None)
+    workers = auto_workers(num_workers, n_loaders)
+
     def loader(ds: SeededDataset, sampler: ResumableSampler) -> DataLoader:
-        return DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                          pin_memory=pin_memory, drop_last=True)
+        return make_loader(ds, batch_size, workers, pin_memory, sampler=sampler, drop_last=True)
 
     ds_l = SeededDataset(data.labeled, seed, STREAM_LABELED)
     sampler_l = ResumableSampler(ds_l, world_size, rank, seed)

@@ -19,13 +19,16 @@ class Option:
     choices: tuple | None = None     # allowed values (enums)
     minimum: float | None = None     # numeric lower bound (inclusive)
     runtime: bool = False            # True: changes how fast / where, not what is learned
+    or_auto: bool = False            # an integer (>= minimum) or 'auto'; '4' as typed counts as 4
 
 
 OPTIONS: dict[str, Option] = {
     'seed': Option(0, 'python / numpy / torch seed; samplers and augmentations derive from it', minimum=0),
     'precision': Option('fp32', "'fp32' (faithful to the releases), 'tf32' (fp32 with TF32 matmuls on "
                         "Ampere+ GPUs) or 'bf16' (autocast)", choices=('fp32', 'tf32', 'bf16')),
-    'num_workers': Option(1, 'dataloader workers per process (the releases use 1)', minimum=0, runtime=True),
+    'num_workers': Option('auto', "dataloader workers per loader: 'auto' (from the CPUs this process may use, "
+                          "see semiseg.engine.loaders.auto_workers) or a number (the releases use 1)",
+                          minimum=0, runtime=True, or_auto=True),
     'log_every': Option(100, 'iterations between log lines and tensorboard train scalars', minimum=1,
                         runtime=True),
     'ckpt_every': Option(0, 'iterations between latest.pth saves; 0 = only at epoch end', minimum=0,
@@ -60,12 +63,23 @@ def option(cfg: dict, key: str) -> Any:
     """The value of engine option `key` in `cfg`, or its default."""
     if key not in OPTIONS:
         raise KeyError(f'unknown engine option {key!r}; known: {", ".join(OPTIONS)}')
-    return cfg.get(key, OPTIONS[key].default)
+    value = cfg.get(key, OPTIONS[key].default)
+    if OPTIONS[key].or_auto and isinstance(value, str) and value != 'auto':
+        return int(value)     # validated by option_problem
+    return value
 
 
 def option_problem(key: str, value: Any) -> str | None:
     """Why `value` is not valid for engine option `key` (None when it is)."""
     spec = OPTIONS[key]
+    if spec.or_auto:
+        if value == 'auto':
+            return None
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < (spec.minimum or 0):
+            return f"engine option {key} must be 'auto' or an integer >= {spec.minimum or 0:g}, got {value!r}"
+        return None
     if spec.default is None:   # a path or name, or unset
         return None if value is None or isinstance(value, str) else f'engine option {key} must be a string'
     if spec.choices is not None:

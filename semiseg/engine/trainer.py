@@ -39,7 +39,15 @@ from . import checkpoint as ckpt
 from .debug_panels import save_panels
 from .distributed import DistInfo, any_rank_true, cleanup_distributed, init_distributed, resolve_device, wrap_model
 from .fastpath import autocast, compile_model, matmul_precision, set_activation_checkpointing, set_channels_last
-from .loaders import IterationPlan, TrainLoaders, build_train_loaders, derive_seed, plan_iterations, seed_all
+from .loaders import (
+    IterationPlan,
+    TrainLoaders,
+    auto_workers,
+    build_train_loaders,
+    derive_seed,
+    plan_iterations,
+    seed_all,
+)
 from .logging_utils import (
     MeanMeter,
     attach_file_log,
@@ -196,11 +204,11 @@ class Trainer:
 
         self.loaders: TrainLoaders = build_train_loaders(
             data, int(cfg['batch_size']), self.seed, self.dist.world_size, self.dist.rank,
-            int(option(cfg, 'num_workers')), pin_memory=self.device.type == 'cuda')
+            option(cfg, 'num_workers'), pin_memory=self.device.type == 'cuda')
         self.plan: IterationPlan = plan_iterations(cfg, self.loaders.iters_per_epoch)
         self.scheduler = parts.build_scheduler(self.optimizer, cfg, self.plan.total_iters)
         self.val_loader = parts.build_eval_loader(data.val, distributed=self.dist.distributed,
-                                                  num_workers=int(option(cfg, 'num_workers')))
+                                                  num_workers=auto_workers(option(cfg, 'num_workers'), 1))
         logger.info('%d epochs x %d iterations = %d iterations (LR schedule over %d)', self.plan.epochs,
                     self.plan.iters_per_epoch, self.plan.total_iters, self.plan.scheduler_max_iters)
         if resume_state is not None:

@@ -10,6 +10,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from semiseg.engine.loaders import make_loader
 from semiseg.engine.options import option
 from semiseg.utils.imaging import center_crop
 from semiseg.utils.modules import unwrap
@@ -29,8 +30,7 @@ def build_eval_loader(dataset: Dataset, distributed: bool | None = None,
     if distributed is None:
         distributed = dist.is_available() and dist.is_initialized()
     sampler = DistributedEvalSampler(dataset) if distributed else None
-    return DataLoader(dataset, batch_size=1, shuffle=False, sampler=sampler,
-                      num_workers=num_workers, pin_memory=torch.cuda.is_available())
+    return make_loader(dataset, 1, num_workers, torch.cuda.is_available(), shuffle=False, sampler=sampler)
 
 
 def _default_predict() -> Callable:

@@ -447,7 +447,7 @@ class TrainBench:
         from semiseg.engine.loaders import build_train_loaders
         from semiseg.engine.options import option
         data = build_datasets(self.cfg, self.info)
-        n = int(option(self.cfg, 'num_workers')) if workers is None else int(workers)
+        n = option(self.cfg, 'num_workers') if workers is None else int(workers)
         pin = self.device.type == 'cuda'
         return build_train_loaders(data, self.batch_size, seed, 1, 0, n, pin_memory=pin)
 
