@@ -50,6 +50,10 @@ def test_engine_option_already_in_config_is_replaced_in_place():
     cfg = get_runs(0)[0]
     out, _ = apply_overrides(cfg, parse_cfg_options(['num_workers=2']))
     assert out['num_workers'] == 2 and list(out) == list(cfg)
+    out, changed = apply_overrides(cfg, parse_cfg_options(['num_workers=auto']))   # an int or 'auto'
+    assert out['num_workers'] == 'auto' and changed == {'num_workers': 'auto'}
+    with pytest.raises(OverrideError, match='num_workers expects an integer'):
+        apply_overrides(cfg, parse_cfg_options(['num_workers=many']))
 
 
 @pytest.mark.parametrize('items,message', [

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from semiseg.engine.options import ENGINE_OPTIONS
+from semiseg.engine.options import ENGINE_OPTIONS, OPTIONS
 
 FREE_FORM = 'model_args'   # deep-merged into the model config: new nested keys are allowed
 _NUMBER = re.compile(r'^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$')
@@ -119,14 +119,21 @@ def coerce(key: str, old: Any, ov: Override) -> Any:
     raise OverrideError(f'--cfg-options {key}={ov.text}: {key} expects {want} (current value {old!r})')
 
 
+def _option_value(ov: Override) -> Any:
+    """An engine option's value as the type of its default; 'auto' or an integer where it takes both."""
+    if OPTIONS[ov.key].or_auto:
+        return 'auto' if ov.value == 'auto' else coerce(ov.key, 0, ov)
+    return coerce(ov.key, ENGINE_OPTIONS[ov.key], ov)
+
+
 def apply_overrides(cfg: dict[str, Any], overrides: list[Override]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(a copy of `cfg` with `overrides` applied, {dotted key: new value} of what changed)."""
     out = copy.deepcopy(cfg)
     changed: dict[str, Any] = {}
     for ov in overrides:
         parts = ov.key.split('.')
-        if len(parts) == 1 and ov.key not in out and ov.key in ENGINE_OPTIONS:
-            value = coerce(ov.key, ENGINE_OPTIONS[ov.key], ov)
+        if len(parts) == 1 and ov.key in ENGINE_OPTIONS:   # set in place when the config has it
+            value = _option_value(ov)
             if value != out.get(ov.key, ENGINE_OPTIONS[ov.key]):
                 changed[ov.key] = value
             out[ov.key] = value
