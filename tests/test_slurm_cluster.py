@@ -118,8 +118,12 @@ def test_exp0_array_through_the_cli(data_root, tmp_path):
 
 def test_preempted_and_plainly_requeued_jobs_resume_without_lost_iterations(data_root, tmp_path):
     """USR2 (submitit preemption) -> checkpoint + self-requeue; `scontrol requeue` -> resume at start."""
-    (pre_cfg, pre_dir), = _runs(data_root, tmp_path / 'exp', [0], epochs=2)        # 16 iterations
-    (plain_cfg, plain_dir), = _runs(data_root, tmp_path / 'exp', [0], epochs=2, seed=1)
+    # 48 iterations (~7 s): long enough that a stop sent after iteration 2 always lands mid-run,
+    # even on a loaded 2-core machine where squeue and the signal delivery take seconds
+    epochs = 6
+    total = epochs * 8
+    (pre_cfg, pre_dir), = _runs(data_root, tmp_path / 'exp', [0], epochs=epochs)
+    (plain_cfg, plain_dir), = _runs(data_root, tmp_path / 'exp', [0], epochs=epochs, seed=1)
     jobs = submit([(pre_cfg, pre_dir), (plain_cfg, plain_dir)], OPTS)
     pre_job, plain_job = jobs
     assert read_job_record(pre_dir)['job_id'] == pre_job.job_id
@@ -147,15 +151,15 @@ def test_preempted_and_plainly_requeued_jobs_resume_without_lost_iterations(data
                 stopped[run_dir] = _read(run_dir / 'state.json')['iteration']
         time.sleep(0.2)
     assert not pending, f'jobs never trained: {[str(d) for d in pending]}'
-    assert all(0 < it < 16 for it in stopped.values()), stopped
+    assert all(0 < it < total for it in stopped.values()), stopped
     _wait(lambda: _finished(pre_dir) and _finished(plain_dir), 180, 'both requeued jobs to finish', jobs)
     for run_dir, job in ((pre_dir, pre_job), (plain_dir, plain_job)):
         results = _read(run_dir / 'results.json')
-        assert results['iters'] == 16 and results['epochs'] == 2
+        assert results['iters'] == total and results['epochs'] == epochs
         attempts = read_attempts(run_dir)
         assert [a['job_id'] for a in attempts] == [job.job_id] * 2, attempts
         log = (run_dir / 'train.log').read_text()
-        assert f'at iteration {stopped[run_dir]}/16' in log, 'the second start must resume where the first stopped'
+        assert f'at iteration {stopped[run_dir]}/{total}' in log, 'the second start must resume where the first stopped'
     assert 'this job is preempted' in pre_job.stderr()
     assert pre_job.result()['finished'] is True
     assert [r.status for r in status_rows([pre_cfg, plain_cfg], tmp_path / 'exp')] == ['finished'] * 2
