@@ -11,7 +11,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from semiseg.data.datasets import DATASETS
 from semiseg.data.errors import DataError
@@ -25,7 +25,7 @@ from semiseg.launch.local import LaunchError
 from semiseg.launch.options import SlurmOptions, SlurmOptionsError
 from semiseg.launch.rundir import CONFIG_FILE, find_finished, find_resumable, run_dir_path, unfinished_with_other_config
 from semiseg.methods.registry import METHODS, method_info
-from semiseg.utils.checkpoint_io import CheckpointError
+from semiseg.utils.errors import CheckpointError, OneLineParser
 
 log = logging.getLogger('semiseg.cli')
 
@@ -43,16 +43,10 @@ class RunError(RuntimeError):
     """A run could not start or finish (data, disk, checkpoint...); one line, exit code 1."""
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error (no usage dump) and exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f'{self.prog}: error: {message} (see --help)\n')
-
 
 def build_parser() -> argparse.ArgumentParser:
     """The experiments.py argument parser."""
-    p = _Parser(prog='experiments.py', description=__doc__.splitlines()[0],
+    p = OneLineParser(prog='experiments.py', description=__doc__.splitlines()[0],
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('--exp', type=int, help='experiment id (see --list)')
     p.add_argument('--run', help=f'runs to use: {SPEC_HELP}')

@@ -190,3 +190,24 @@ def test_missing_clip_weights_error_names_both_ways_out(monkeypatch):
     with pytest.raises(Exception) as err:
         W.openai_clip_state_dict()
     assert 'clip_weights=PATH' in str(err.value) and W.ENV_CLIP in str(err.value)
+
+
+def test_backbone_and_guidance_encoder_read_one_clip_source_once(tmp_path, monkeypatch):
+    """The VLM's backbone and guidance encoder name the same CLIP file: it is read once, and both
+    get its weights."""
+    from semiseg.api import build_model
+    from semiseg.models.segmentors import vlm
+    model = build_model(0, 2, pretrained=False, text_embedding=torch.randn(5, 512),
+                        mcc_text_embedding=torch.randn(5, 512))
+    torch.manual_seed(1)
+    source = {f'backbone.{k}': torch.randn_like(v) for k, v in model.clip_encoder.state_dict().items()}
+    path = W.save_converted(source, tmp_path / 'clip.pth')
+    reads = []
+    monkeypatch.setattr(vlm, 'clip_backbone_state_dict',
+                        lambda src: reads.append(src) or W.clip_backbone_state_dict(src))
+    model.backbone.pretrained = model.clip_encoder.pretrained = str(path)
+    model.init_weights()
+    assert reads == [str(path)]
+    for encoder in (model.backbone, model.clip_encoder):
+        assert torch.equal(encoder.pos_embed, source['backbone.pos_embed'])
+        assert torch.equal(encoder.cls_token, source['backbone.cls_token'])

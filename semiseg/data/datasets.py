@@ -112,11 +112,12 @@ def read_class_names(path: Path) -> tuple[str, ...]:
     if not path.is_file():
         raise DataError(f'class list {path} not found: a custom dataset needs a classes.txt '
                         'in its data_root with one class name per line (class id = line order)')
-    names = tuple(line for _, line in _read_lines(path))
+    lines = _read_lines(path)
+    names = tuple(line for _, line in lines)
     if not names:
         raise DataError(f'class list {path} is empty: write one class name per line')
     seen: dict[str, int] = {}
-    for lineno, name in _read_lines(path):
+    for lineno, name in lines:
         if name in seen:
             raise DataError(f'{path}:{lineno}: class {name!r} is listed twice (first on line {seen[name]}); '
                             'every class needs its own name, one per line')

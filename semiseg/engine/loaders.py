@@ -6,8 +6,8 @@ partner batch holds the same image ids with independent augmentations (LiheYoung
 Here every sample is augmented under a seed derived from (seed, stream, epoch, index) and the
 sampler order depends only on (seed, epoch); a resumed run therefore skips the finished batches of
 its epoch and sees exactly the batches and augmentations the uninterrupted run would have seen.
-The sampler hands each worker `(epoch, index)`, so persistent workers (which never see the main
-process's `set_epoch`) draw the same augmentations as in-process loading.
+The sampler hands each worker `(epoch, index)`, so persistent workers draw the same augmentations
+as in-process loading without any epoch state of their own.
 """
 from __future__ import annotations
 
@@ -39,21 +39,18 @@ def seed_all(seed: int) -> None:
 class SeededDataset(Dataset):
     """Wraps a training dataset so sample i of epoch e is augmented under a fixed seed.
 
-    `stream` separates the labeled, unlabeled and partner views of the same ids.
+    `stream` separates the labeled, unlabeled and partner views of the same ids. Items are read by
+    the sampler's `(epoch, index)` keys, so workers need no epoch state of their own.
     """
 
     def __init__(self, dataset: Dataset, seed: int, stream: int) -> None:
-        self.dataset, self.seed, self.stream, self.epoch = dataset, seed, stream, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self.dataset, self.seed, self.stream = dataset, seed, stream
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: int | tuple[int, int]):
-        """`key` is an index (of the epoch set last) or the sampler's `(epoch, index)`."""
-        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+    def __getitem__(self, key: tuple[int, int]):
+        epoch, index = key
         s = derive_seed(self.seed, self.stream, epoch, index)
         random.seed(s)
         np.random.seed(s)
@@ -88,7 +85,6 @@ class TrainLoaders:
     loader_u: DataLoader | None
     loader_p: DataLoader | None           # partner stream: same sampler as loader_u
     samplers: list[ResumableSampler]
-    datasets: list[SeededDataset]
     batch_size: int
     iters_per_epoch: int
 
@@ -97,8 +93,6 @@ class TrainLoaders:
         views (partner keys suffixed `_o`), as the datasets named them."""
         for sampler in self.samplers:
             sampler.set_epoch(epoch, skip_batches * self.batch_size)
-        for ds in self.datasets:
-            ds.set_epoch(epoch)
         streams = [iter(self.loader_l)]
         streams += [iter(loader) for loader in (self.loader_u, self.loader_p) if loader is not None]
         for parts in zip(*streams):
@@ -165,19 +159,17 @@ def build_train_loaders(data, batch_size: int, seed: int, world_size: int, rank:
     if data.unlabeled is None:
         ipe = len(loader_l)
         _check_nonempty(ipe, len(data.labeled), batch_size, world_size, 'labeled')
-        return TrainLoaders(loader_l, None, None, [sampler_l], [ds_l], batch_size, ipe)
+        return TrainLoaders(loader_l, None, None, [sampler_l], batch_size, ipe)
     ds_u = SeededDataset(data.unlabeled, seed, STREAM_UNLABELED)
     sampler_u = ResumableSampler(ds_u, world_size, rank, seed)
     loader_u = loader(ds_u, sampler_u)
-    datasets = [ds_l, ds_u]
     loader_p = None
     if data.partner is not None:   # same sampler: the partner batch holds the same ids, augmented independently
         ds_p = SeededDataset(data.partner, seed, STREAM_PARTNER)
         loader_p = loader(ds_p, sampler_u)
-        datasets.append(ds_p)
     ipe = min(len(loader_l), len(loader_u))
     _check_nonempty(ipe, len(data.unlabeled), batch_size, world_size, 'unlabeled')
-    return TrainLoaders(loader_l, loader_u, loader_p, [sampler_l, sampler_u], datasets, batch_size, ipe)
+    return TrainLoaders(loader_l, loader_u, loader_p, [sampler_l, sampler_u], batch_size, ipe)
 
 
 def _check_nonempty(ipe: int, n: int, batch_size: int, world_size: int, what: str) -> None:

@@ -337,14 +337,15 @@ class Trainer:
             raise ValueError(f'method {self.cfg.get("method")!r} returned losses {sorted(losses)} but weights '
                              f'{sorted(result.weights)}; every loss needs exactly one weight')
         total = sum(float(result.weights[k]) * v for k, v in losses.items())
+        detached = {k: v.detach() for k, v in losses.items()}
         # no host sync here: finiteness is checked before every log line and every checkpoint
-        self._unchecked.append((it, epoch, total.detach(), {k: v.detach() for k, v in losses.items()}))
+        self._unchecked.append((it, epoch, total.detach(), detached))
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         self.optimizer.step()
         self.method.after_step(ctx)
         self.scheduler.step(it)
-        result.losses = {k: v.detach() for k, v in losses.items()}
+        result.losses = detached
         return result, total.detach()
 
     def _check_finite(self) -> None:
@@ -353,29 +354,23 @@ class Trainer:
         if not self._unchecked:
             return
         finite = torch.isfinite(torch.stack([t for _, _, t, _ in self._unchecked]))
-        bad = any_rank_true(not bool(finite.all()), self.dist, self.device)
+        all_finite = bool(finite.all())
+        bad = any_rank_true(not all_finite, self.dist, self.device)
         pending, self._unchecked = self._unchecked, []
-        if bad:
-            first = int((~finite).nonzero()[0]) if not bool(finite.all()) else len(pending) - 1
+        if bad:   # here or on another rank (then its last iteration stands for it)
+            first = int((~finite).nonzero()[0]) if not all_finite else len(pending) - 1
             it, epoch, _, losses = pending[first]
             self._fail_non_finite(it, epoch, losses)
 
     def _fail_non_finite(self, it: int, epoch: int, losses: dict[str, torch.Tensor]) -> None:
         terms = ', '.join(f'{k}={float(v.detach()):.4g}' for k, v in losses.items())
         latest = self.run_dir / ckpt.LATEST
-        kept = (f'the last good checkpoint {latest} (iteration {self._saved_iteration(latest)}) is kept'
+        kept = (f'the last good checkpoint {latest} (iteration {self.saved_iteration}) is kept'
                 if latest.exists() else 'no checkpoint was written yet')
         msg = (f'non-finite loss at iteration {it} (epoch {epoch}): {terms}; training stopped, {kept}. '
                f'Lower the learning rate, use precision fp32, or check the data of this run')
         self._state('failed', error=msg)
         raise TrainingFailed(msg)
-
-    @staticmethod
-    def _saved_iteration(path: Path) -> Any:
-        try:
-            return ckpt.read_training_checkpoint(path)['iteration']
-        except ckpt.CheckpointError:
-            return 'unknown'
 
     # ------------------------------------------------------------------ logging
     def _log_train(self, meter: MeanMeter, bar: tqdm) -> None:
@@ -446,11 +441,7 @@ class Trainer:
 
     def _evaluate(self, epoch: int) -> None:
         t0 = time.time()
-        with self._autocast():
-            res = self.parts.evaluate(self.model, self.val_loader, self.cfg, self.device,
-                                      should_stop=self._should_stop)
-        miou = float(res['miou'])
-        per_class = {self._class_name(i): float(v) for i, v in enumerate(res['per_class_iou'])}
+        miou, per_class = self._score(self.model)
         self.last_eval = {'miou': miou, 'per_class_iou': per_class, 'epoch': epoch}
         self.last_eval_epoch = epoch
         self._unsaved_eval = True
@@ -478,10 +469,7 @@ class Trainer:
 
         Its scores are logged and kept (`extra_evals`, results.json); best.pth follows the trained
         model's mIoU, as the release's does."""
-        with self._autocast():
-            res = self.parts.evaluate(model, self.val_loader, self.cfg, self.device, should_stop=self._should_stop)
-        miou = float(res['miou'])
-        per_class = {self._class_name(i): float(v) for i, v in enumerate(res['per_class_iou'])}
+        miou, per_class = self._score(model)
         previous = self.extra_evals.get(name, {})
         best = max(miou, float(previous.get('best_miou', 0.0)))
         self.extra_evals[name] = {'miou': miou, 'best_miou': best, 'per_class_iou': per_class, 'epoch': epoch,
@@ -490,6 +478,12 @@ class Trainer:
             logger.info('***** Evaluation %s (%s) ***** >>>> MeanIoU: %.2f (best %.2f)', self.cfg.get('eval_mode'),
                         name, miou, best)
             self.tb.scalars('eval', {f'{name}_mIoU': miou}, epoch)
+
+    def _score(self, model: torch.nn.Module) -> tuple[float, dict[str, float]]:
+        """(mIoU, {class name: IoU}) of `model` on the validation set, in the run's precision."""
+        with self._autocast():
+            res = self.parts.evaluate(model, self.val_loader, self.cfg, self.device, should_stop=self._should_stop)
+        return float(res['miou']), {self._class_name(i): float(v) for i, v in enumerate(res['per_class_iou'])}
 
     def _class_name(self, i: int) -> str:
         return self.class_names[i] if i < len(self.class_names) else f'class_{i}'

@@ -109,14 +109,20 @@ def sliding_window(model: Callable, images: torch.Tensor, crop: int,
 
     With `pad`, each window is zero-padded to crop x crop and only its valid part is used.
     """
-    b, _, h, w = images.shape
+    h, w = images.shape[-2:]
     s = _stride(crop, stride)
     boxes = [(top, left, min(h, top + crop) - top, min(w, left + crop) - left)
              for top in _starts(h, s) for left in _starts(w, s)]
-    per_forward = windows_per_forward(model, images, crop, max_batch)
+    return _summed_softmax(model, images, boxes, windows_per_forward(model, images, crop, max_batch),
+                           crop if pad else None)
+
+
+def _summed_softmax(model: Callable, images: torch.Tensor, boxes: list[tuple[int, int, int, int]],
+                    per_forward: int, pad_to: int | None = None) -> torch.Tensor:
+    """Sum over `boxes` (top, left, height, width) of each window's softmax, placed where it was cut."""
+    b, _, h, w = images.shape
     total = None
-    for (top, left, wh, ww), out in _window_outputs(model, images, boxes, per_forward,
-                                                    crop if pad else None):
+    for (top, left, wh, ww), out in _window_outputs(model, images, boxes, per_forward, pad_to):
         probs = out.softmax(dim=1)[:, :, :wh, :ww]
         if total is None:
             total = probs.new_zeros(b, probs.shape[1], h, w)
@@ -174,18 +180,11 @@ def shifted_sliding_window(model: Callable, images: torch.Tensor, crop: int,
                            stride: float | int | None = None,
                            max_batch: int | None = None) -> torch.Tensor:
     """Sum of window softmaxes over crop x crop windows kept inside the image."""
-    b, _, h, w = images.shape
+    h, w = images.shape[-2:]
     s = _stride(crop, stride)
     boxes = [(top, left, min(crop, h - top), min(crop, w - left))
              for top in shifted_window_starts(h, crop, s) for left in shifted_window_starts(w, crop, s)]
-    per_forward = windows_per_forward(model, images, crop, max_batch)
-    total = None
-    for (top, left, wh, ww), out in _window_outputs(model, images, boxes, per_forward):
-        probs = out.softmax(dim=1)
-        if total is None:
-            total = probs.new_zeros(b, probs.shape[1], h, w)
-        total[:, :, top:top + wh, left:left + ww] += probs
-    return total
+    return _summed_softmax(model, images, boxes, windows_per_forward(model, images, crop, max_batch))
 
 
 @torch.no_grad()

@@ -23,7 +23,7 @@ from semiseg.utils.names import model_stem
 
 from .naming import CLASS_FILTERS, override_suffix, run_name
 from .overrides import Override, apply_overrides
-from .params import RunParams
+from .params import RunParams, default_lr_multi
 
 DATA_ROOT_ENV = 'SEMISEG_DATA'
 DEFAULT_DATA_ROOT = '~/data'
@@ -86,7 +86,7 @@ def _optimizer_keys(p: RunParams) -> dict[str, Any]:
                 'head': {'lr_mult': 10.0},
             }},
         }}
-    lr_multi = p.lr_multi if p.lr_multi is not None else (1 if p.dataset == 'cityscapes' else 10)
+    lr_multi = p.lr_multi if p.lr_multi is not None else default_lr_multi(p.dataset)
     if p.opt == 'original':
         return {'lr': p.lr, 'lr_multi': lr_multi}
     if p.opt == 'adamw2':   # LiheYoung/UniMatch-V2 unimatch_v2.py: [backbone at lr, the rest at lr * lr_multi]
@@ -218,7 +218,8 @@ def _set_after(cfg: dict[str, Any], anchor: str, key: str, value: Any) -> dict[s
 def validate_config(cfg: dict[str, Any], lookup_method=method_info) -> None:
     """Raise ValueError naming the first key whose value cannot work (before any file is written).
 
-    `lookup_method` resolves cfg['method'] (the method registry; tests pass their stand-in's)."""
+    `lookup_method` resolves cfg['method'] (the method registry; engine.run passes its TrainerParts', which
+    tests replace with stand-ins)."""
     def positive_int(key: str, allow_none: bool = False) -> None:
         value = cfg.get(key)
         if value is None and allow_none:

@@ -16,6 +16,8 @@ from semiseg.data.datasets import DATASETS
 from semiseg.engine.options import RUNTIME_OPTIONS
 from semiseg.methods.registry import method_info
 
+from .params import default_lr_multi
+
 TEXT_ABBREV = {
     'conceptavg_single': 'cavgs',
     'conceptavg2_single': 'cavg2s',
@@ -83,7 +85,7 @@ def _optimizer_pieces(cfg: dict[str, Any]) -> str:
     """`_{opt}-{lr}` and the multipliers that differ from the defaults."""
     opt = cfg.get('optimizer')
     if opt is None:   # UniMatch / AllSpark SGD: lr_multi shown unless it is the dataset's usual one
-        usual = 1 if cfg['dataset'] == 'cityscapes' else 10
+        usual = default_lr_multi(cfg['dataset'])
         return f'_org-{cfg["lr"]:.0e}' + (f'-lm{cfg["lr_multi"]}' if cfg['lr_multi'] != usual else '')
     keys = (opt.get('paramwise_cfg') or {}).get('custom_keys') or {}
     out = f'_adamw-{opt["lr"]:.0e}'

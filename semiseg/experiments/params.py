@@ -13,6 +13,11 @@ from typing import Any
 from semiseg.engine.options import ENGINE_OPTIONS
 
 
+def default_lr_multi(dataset: str) -> int:
+    """The non-backbone learning-rate factor when a run sets none: 1 on Cityscapes, 10 elsewhere
+    (LiheYoung/UniMatch `configs/*.yaml`, `lr_multi`)."""
+    return 1 if dataset == 'cityscapes' else 10
+
 @dataclass(frozen=True)
 class RunParams:
     """Everything that defines one run, plus the engine options it sets."""

@@ -24,11 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-PAPERS = ('SemiVL', 'UniMatch', 'AllSpark', 'UniMatch V2')
-
 # the run-config method that reproduces each paper (a baseline run in the same experiment gets None)
 PAPER_METHODS = {'SemiVL': 'semivl', 'UniMatch': 'unimatch', 'AllSpark': 'allspark',
                  'UniMatch V2': 'unimatch_v2'}
+PAPERS = tuple(PAPER_METHODS)
 
 # run-config model -> the encoder name the papers use
 MODEL_BACKBONES = {

@@ -55,6 +55,13 @@ def read_job_record(run_dir: Path) -> dict[str, Any] | None:
         return None
 
 
+def slurm_job_id(record: dict[str, Any] | None) -> str | None:
+    """The Slurm job id of a job record (None when the run was not submitted to Slurm)."""
+    if record and record.get('cluster') == 'slurm' and record.get('job_id'):
+        return str(record['job_id'])
+    return None
+
+
 def _resolve(dotted: str) -> Callable[..., Any]:
     """'package.module:function' -> the function (kept as a string so the job pickles small)."""
     module, _, name = dotted.partition(':')

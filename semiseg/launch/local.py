@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from semiseg.engine.options import option
+from semiseg.engine.run import EXIT_INTERRUPTED
 from semiseg.utils.errors import failure_message
 
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-EXIT_INTERRUPTED = 3   # semiseg.engine.run's code for a stop with latest.pth saved
 
 
 class LaunchError(RuntimeError):

@@ -37,10 +37,10 @@ from semiseg.engine.options import RUNTIME_OPTIONS
 from semiseg.experiments.published import Published, published_result
 from semiseg.utils.timefmt import format_duration
 
-from .job import read_job_record
-from .rundir import RESULTS_FILE, age_key, normalized_config, stored_configs
+from .job import read_job_record, slurm_job_id
+from .rundir import age_key, normalized_config, stored_configs
 from .slurm import Runner, run_command, slurm_states
-from .status import STATE_FILE, classify, read_json
+from .status import FolderFiles, classify
 
 FORMATS = ('markdown', 'csv', 'json')
 # config keys that do not make a different experiment: repeats differ only in these
@@ -148,29 +148,22 @@ def repeat_key(cfg: dict[str, Any]) -> Any:
     return {k: v for k, v in normalized_config(cfg).items() if k not in REPEAT_FREE_KEYS}
 
 
-def repeat_dirs(cfg: dict[str, Any], exp_root: Path, exp_id: int | None = None) -> list[Path]:
-    """Run folders of the experiment holding `cfg` or a repeat of it (other seed / runtime options),
-    oldest first. Unreadable config files are skipped."""
+def repeat_dirs(cfg: dict[str, Any], stored: list[tuple[Path, dict[str, Any]]]) -> list[Path]:
+    """The folders among `stored` (rundir.stored_configs of the experiment) holding `cfg` or a
+    repeat of it (other seed / runtime options), oldest first."""
     want = repeat_key(cfg)
-    found = [path for path, stored in stored_configs(exp_root, cfg['exp'] if exp_id is None else exp_id)
-             if {k: v for k, v in stored.items() if k not in REPEAT_FREE_KEYS} == want]
+    found = [path for path, config in stored
+             if {k: v for k, v in config.items() if k not in REPEAT_FREE_KEYS} == want]
     return sorted(found, key=age_key)
-
-
-def _slurm_job(run_dir: Path) -> str | None:
-    record = read_job_record(run_dir)
-    if record and record.get('cluster') == 'slurm' and record.get('job_id'):
-        return str(record['job_id'])
-    return None
 
 
 def folder_result(run_dir: Path, cfg: dict[str, Any], slurm_state: str | None = None) -> FolderResult:
     """The state and numbers of one run folder (`slurm_state`: its job's Slurm state, if known)."""
-    state_name, _ = classify(run_dir, slurm_state)
-    if state_name == 'not started' and read_job_record(run_dir):
+    files = FolderFiles.read(run_dir)
+    state_name, _ = classify(run_dir, slurm_state, files)
+    if state_name == 'not started' and files.record:
         state_name = 'submitted'          # handed to Slurm, which does not (or no longer) know it
-    state = read_json(run_dir / STATE_FILE) or {}
-    results = read_json(run_dir / RESULTS_FILE) or {}
+    state, results = files.state, files.results
     finished = bool(results.get('finished'))
     iteration = _integer(state.get('iteration'))
     total = _integer(state.get('total_iters')) or None
@@ -236,8 +229,9 @@ def collect_results(exp_id: int, cfgs: Sequence[dict[str, Any]], exp_root: Path,
     selected configs, --cfg-options applied). Slurm is queried once for every submitted folder."""
     if len(cfgs) != len(indices):
         raise ValueError(f'{len(cfgs)} configs for {len(indices)} run indices; pass the selected configs')
-    dirs = [repeat_dirs(cfg, exp_root, exp_id) for cfg in cfgs]
-    jobs = {d: _slurm_job(d) for group in dirs for d in group}
+    stored = stored_configs(exp_root, exp_id)
+    dirs = [repeat_dirs(cfg, stored) for cfg in cfgs]
+    jobs = {d: slurm_job_id(read_job_record(d)) for group in dirs for d in group}
     states = slurm_states([j for j in jobs.values() if j], runner or run_command) if any(jobs.values()) else {}
     rows = []
     for index, cfg, group in zip(indices, cfgs, dirs):

@@ -87,7 +87,7 @@ def age_key(run_dir: Path) -> tuple[str, float, str]:
     return run_dir.name[:11], (run_dir / CONFIG_FILE).stat().st_mtime, run_dir.name
 
 
-def _same_config_dirs(cfg: dict[str, Any], exp_root: Path) -> list[Path]:
+def same_config_dirs(cfg: dict[str, Any], exp_root: Path) -> list[Path]:
     """Run folders of cfg's experiment whose config.yaml equals `cfg`, newest first."""
     want = normalized_config(cfg)
     found = [path for path, stored in stored_configs(exp_root, cfg['exp']) if stored == want]
@@ -96,7 +96,7 @@ def _same_config_dirs(cfg: dict[str, Any], exp_root: Path) -> list[Path]:
 
 def find_resumable(cfg: dict[str, Any], exp_root: Path) -> Path | None:
     """The newest unfinished run folder of the same experiment with exactly this config."""
-    for path in _same_config_dirs(cfg, exp_root):
+    for path in same_config_dirs(cfg, exp_root):
         if not is_finished(path):
             return path
     return None
@@ -104,7 +104,7 @@ def find_resumable(cfg: dict[str, Any], exp_root: Path) -> Path | None:
 
 def find_finished(cfg: dict[str, Any], exp_root: Path) -> Path | None:
     """The newest finished run folder with exactly this config."""
-    for path in _same_config_dirs(cfg, exp_root):
+    for path in same_config_dirs(cfg, exp_root):
         if is_finished(path):
             return path
     return None

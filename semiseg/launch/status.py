@@ -15,8 +15,8 @@ from typing import Any
 
 from semiseg.engine.runlock import lock_holder
 
-from .job import read_attempts, read_job_record
-from .rundir import CONFIG_FILE, RESULTS_FILE, find_finished, find_resumable
+from .job import read_attempts, read_job_record, slurm_job_id
+from .rundir import RESULTS_FILE, same_config_dirs
 from .slurm import ACTIVE_STATES, Runner, run_command, slurm_states
 
 STATE_FILE = 'state.json'
@@ -47,10 +47,8 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 def latest_run_dir(cfg: dict[str, Any], exp_root: Path) -> Path | None:
     """The newest run folder holding exactly this config (finished or not)."""
-    found = [p for p in (find_resumable(cfg, exp_root), find_finished(cfg, exp_root)) if p is not None]
-    if not found:
-        return None
-    return max(found, key=lambda p: (p.name[:11], (p / CONFIG_FILE).stat().st_mtime))
+    found = same_config_dirs(cfg, exp_root)   # newest first
+    return found[0] if found else None
 
 
 def format_eta(seconds: float | None) -> str:
@@ -93,16 +91,30 @@ def _age(state: dict[str, Any]) -> str:
     return f', updated {format_eta(time.time() - updated)} ago'
 
 
-def classify(run_dir: Path | None, slurm_state: str | None) -> tuple[str, str]:
-    """(status, detail) of one run from its folder and its Slurm job state (None: unknown)."""
+@dataclass
+class FolderFiles:
+    """What a run folder says about itself: results.json, state.json and slurm_job.json, read once."""
+
+    results: dict[str, Any]
+    state: dict[str, Any]
+    record: dict[str, Any] | None
+
+    @classmethod
+    def read(cls, run_dir: Path) -> FolderFiles:
+        return cls(read_json(run_dir / RESULTS_FILE) or {}, read_json(run_dir / STATE_FILE) or {},
+                   read_job_record(run_dir))
+
+
+def classify(run_dir: Path | None, slurm_state: str | None, files: FolderFiles | None = None) -> tuple[str, str]:
+    """(status, detail) of one run from its folder (`files`: already read) and its Slurm job state
+    (None: unknown)."""
     if run_dir is None:
         return 'not started', ''
-    results = read_json(run_dir / RESULTS_FILE)
-    if results and results.get('finished'):
+    files = files or FolderFiles.read(run_dir)
+    results, state, record = files.results, files.state, files.record
+    if results.get('finished'):
         best = results.get('best_miou')
         return 'finished', f'best mIoU {best:.2f}' if isinstance(best, (int, float)) else 'best mIoU ?'
-    state = read_json(run_dir / STATE_FILE) or {}
-    record = read_job_record(run_dir)
     if slurm_state in QUEUED_STATES:
         resumes = f', resumes at {_progress(state)}' if state.get('iteration') else ''
         return 'queued', f'Slurm {slurm_state}{resumes}'
@@ -123,7 +135,7 @@ def classify(run_dir: Path | None, slurm_state: str | None) -> tuple[str, str]:
         return 'interrupted', f'latest.pth holds iteration {saved}/{total}; the same command resumes it'
     if slurm_state in DEAD_STATES:
         return 'failed', f'Slurm {slurm_state}: {_log_tail(record) or "see the job log"}'
-    if record and record.get('cluster') == 'slurm' and slurm_state is None:
+    if slurm_job_id(record) and slurm_state is None:
         return 'not started', f'job {record.get("job_id")} unknown to squeue/sacct'
     return 'not started', 'folder created'
 
@@ -133,15 +145,16 @@ def status_rows(cfgs: list[dict[str, Any]], exp_root: Path, runner: Runner | Non
     runner = runner or run_command
     dirs = [latest_run_dir(cfg, exp_root) for cfg in cfgs]
     records = [read_job_record(d) if d else None for d in dirs]
-    job_ids = [str(r['job_id']) for r in records if r and r.get('cluster') == 'slurm' and r.get('job_id')]
+    job_ids = [j for j in map(slurm_job_id, records) if j]
     states = slurm_states(job_ids, runner) if job_ids else {}
     rows = []
     for index, (cfg, run_dir, record) in enumerate(zip(cfgs, dirs, records)):
         job_id = str(record['job_id']) if record and record.get('job_id') else None
-        slurm_state = states.get(job_id) if record and record.get('cluster') == 'slurm' else None
+        slurm_state = states.get(slurm_job_id(record))
         status, detail = classify(run_dir, slurm_state)
-        if run_dir is not None and len(read_attempts(run_dir)) > 1:
-            detail += f' (started {len(read_attempts(run_dir))} times)'
+        starts = len(read_attempts(run_dir)) if run_dir is not None else 0
+        if starts > 1:
+            detail += f' (started {starts} times)'
         rows.append(RunStatus(index, cfg.get('name', '?'), status, detail, run_dir, job_id))
     return rows
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from semiseg.utils.labels import IGNORE_INDEX
-
 from .base import Method
 from .losses import (
     CONF_MODES,
     build_criterion,
     confidence_weighted_loss,
+    confident_fraction,
     head_loss,
     mmseg_unsupervised_loss,
     unsupervised_ce_map,
@@ -66,5 +65,4 @@ class ConsistencyMethod(Method):
 
     def mask_ratio(self, conf: torch.Tensor, ignore: torch.Tensor) -> torch.Tensor:
         """Fraction of valid (non-padded) pixels whose pseudo-label is confident."""
-        valid = ignore != IGNORE_INDEX
-        return (((conf >= self.conf_thresh) & valid).sum() / valid.sum().clamp_min(1)).detach()
+        return confident_fraction(conf, ignore, self.conf_thresh).detach()

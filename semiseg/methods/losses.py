@@ -148,6 +148,12 @@ def confidence_weighted_loss(loss_map: torch.Tensor, conf: torch.Tensor, ignore:
     raise ValueError(f'unknown conf_mode {mode!r}; valid: {", ".join(CONF_MODES)}')
 
 
+def confident_fraction(conf: torch.Tensor, ignore: torch.Tensor, thresh: float) -> torch.Tensor:
+    """#(conf >= thresh & valid) / #valid over the batch (valid: not padding); 0 when none is valid."""
+    valid = ignore != IGNORE_INDEX
+    return ((conf >= thresh) & valid).sum() / valid.sum().clamp_min(1)
+
+
 def mmseg_unsupervised_loss(criterion: nn.Module, pred: torch.Tensor, target: torch.Tensor,
                             conf: torch.Tensor, ignore: torch.Tensor,
                             thresh: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,9 +162,7 @@ def mmseg_unsupervised_loss(criterion: nn.Module, pred: torch.Tensor, target: to
     the release passes them as they are; ZegCLIP's loss would read 255 as "no class"), multiplied by
     the confident fraction #(conf >= thresh & valid) / #valid. Returns (scaled loss, fraction).
     """
-    valid = ignore != IGNORE_INDEX
-    keep = (conf >= thresh) & valid
-    fraction = keep.sum() / valid.sum().clamp_min(1)
+    fraction = confident_fraction(conf, ignore, thresh)
     return criterion(pred, target) * fraction, fraction
 
 

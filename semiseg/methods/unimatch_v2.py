@@ -30,6 +30,7 @@ from .base import Method, StepContext, StepResult, keep_visuals
 from .losses import (
     build_criterion,
     confidence_weighted_loss,
+    confident_fraction,
     head_loss,
     mcc_enabled,
     mcc_lambda,
@@ -88,12 +89,11 @@ class UniMatchV2(Method):
                 unsupervised_ce_map(pred, mixed[f'mask{k}']), mixed[f'conf{k}'], mixed[f'ign{k}'],
                 self.conf_thresh, 'pixelwise')
         weights = dict(LOSS_WEIGHTS)
-        valid = batch['ignore'] != IGNORE_INDEX
-        stats = {'mask_ratio': (((conf >= self.conf_thresh) & valid).sum() / valid.sum().clamp_min(1)).detach()}
+        stats = {'mask_ratio': confident_fraction(conf, batch['ignore'], self.conf_thresh).detach()}
         extra_visuals = {}
         if self.use_mcc:
             guidance = unwrap(self.model).guidance_labels(batch['img_w'], self.mcc_conf_thresh)
-            guidance = guidance.masked_fill(~valid, IGNORE_INDEX)
+            guidance = guidance.masked_fill(batch['ignore'] == IGNORE_INDEX, IGNORE_INDEX)
             for k, pred in (('1', pred_s1), ('2', pred_s2)):
                 target = in_batch_cutmix(guidance, batch[f'box{k}'])
                 losses[f'loss_mc_s{k}'] = mcc_loss(pred, target, self.mcc_reduce, mixed[f'ign{k}'])
@@ -115,12 +115,13 @@ class UniMatchV2(Method):
         """EMA update with lam = min(1 - 1 / (it + 1), ema_decay) (0 at it 0: a copy of the student)."""
         lam = min(1.0 - 1.0 / (ctx.iteration + 1), self.ema_decay)
         student = unwrap(self.model)
-        for t, s in zip(self.teacher.parameters(), student.parameters()):
-            t.mul_(lam).add_(s.detach(), alpha=1.0 - lam)
+        pairs = list(zip(self.teacher.parameters(), student.parameters()))
+        pairs += [(t, s) for t, s in zip(self.teacher.buffers(), student.buffers()) if t.is_floating_point()]
+        teacher = [t for t, _ in pairs]
+        torch._foreach_mul_(teacher, lam)           # one kernel per group of tensors, not two per tensor
+        torch._foreach_add_(teacher, [s.detach() for _, s in pairs], alpha=1.0 - lam)
         for t, s in zip(self.teacher.buffers(), student.buffers()):
-            if t.is_floating_point():
-                t.mul_(lam).add_(s, alpha=1.0 - lam)
-            else:
+            if not t.is_floating_point():
                 t.copy_(s)
 
     def eval_models(self) -> dict[str, nn.Module]:

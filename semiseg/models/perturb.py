@@ -42,12 +42,7 @@ def complementary_masks(pairs: int, channels: int, keep_ratio: float = 0.5) -> t
     m1 = 2 * Bernoulli(0.5), m2 = 2 - m1; `int(pairs * keep_ratio)` pairs, chosen by
     `randperm(pairs)`, stay unperturbed (1). Drawn on the CPU from torch's global generator.
     """
-    m1 = torch.distributions.Binomial(probs=0.5).sample((pairs, channels)) * 2.0
-    m2 = 2.0 - m1
-    kept = torch.randperm(pairs)[:int(pairs * keep_ratio)]
-    m1[kept] = 1.0
-    m2[kept] = 1.0
-    return torch.cat((m1, m2))
+    return complementary_masks_per_width(pairs, [channels], keep_ratio)[0]
 
 
 def complementary_masks_per_width(pairs: int, widths: list[int], keep_ratio: float = 0.5) -> list[torch.Tensor]:

@@ -234,14 +234,16 @@ def adapt_backbone_state_dict(state_dict: Mapping[str, torch.Tensor],
     return sd
 
 
-def load_clip_backbone_weights(module: nn.Module, source: str | os.PathLike
+def load_clip_backbone_weights(module: nn.Module, source: str | os.PathLike,
+                               state_dict: Mapping[str, torch.Tensor] | None = None
                                ) -> tuple[list[str], list[str]]:
-    """Load CLIP visual weights into a MaskCLIP backbone (non-strict, result logged).
+    """Load CLIP visual weights into a MaskCLIP backbone (non-strict, result logged);
+    `state_dict`: `clip_backbone_state_dict(source)` when the caller has already read it.
 
     Returns (missing_keys, unexpected_keys). Raises WeightsError if no key matched at all
     (wrong file or wrong module), or if a matched tensor has an incompatible shape.
     """
-    sd = adapt_backbone_state_dict(clip_backbone_state_dict(source), module)
+    sd = adapt_backbone_state_dict(clip_backbone_state_dict(source) if state_dict is None else state_dict, module)
     own = module.state_dict()
     matched = [k for k in sd if k in own]
     if not matched:

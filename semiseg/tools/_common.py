@@ -5,7 +5,6 @@ Used by `semiseg.tools.predict` and `semiseg.tools.eval`.
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,6 @@ from semiseg.data.build import dataset_dir
 from semiseg.experiments.io import load_config
 from semiseg.experiments.registry import get_runs
 from semiseg.models.builder import build_segmentor
-
-logger = logging.getLogger(__name__)
 
 # what a tool reports in one line (CheckpointError, DataError, TextEmbeddingError, UnknownModel and
 # UnknownExperiment are subclasses of these)

@@ -18,7 +18,6 @@ group in progress):
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 import torch
 
 from semiseg.tools.bench import Setting, benchmark, format_table
+from semiseg.utils.files import atomic_write_json
 
 COMPILE = 'inductor'
 GROUPS: dict[str, tuple[int, int, str, list[Setting], dict]] = {
@@ -55,7 +55,7 @@ def run_group(name: str, out_dir: Path, iters: int, warmup: int, compile_ok: boo
     t0 = time.time()
     result = benchmark(exp, run, what, settings, device, iters, warmup, eval_size=extra.get('eval_size'))
     result['group'], result['wall_s'] = name, round(time.time() - t0, 1)
-    (out_dir / f'{name}.json').write_text(json.dumps(result, indent=2) + '\n')
+    atomic_write_json(out_dir / f'{name}.json', result)
     print(f'== {name} ({result["wall_s"]} s)\n{format_table(result)}', flush=True)
     return result
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +29,23 @@ from semiseg.engine.distributed import resolve_device
 from semiseg.evaluation import build_eval_loader, evaluate
 from semiseg.evaluation.inference import predict
 
-from ._common import TOOL_ERRORS, add_checkpoint_arguments, load_run_model, one_line, save_label_png, select_run_config
+from ._common import (
+    TOOL_ERRORS,
+    add_checkpoint_arguments,
+    load_run_model,
+    one_line,
+    prepare_dataset_files,
+    save_label_png,
+    select_run_config,
+)
 
 logger = logging.getLogger(__name__)
 
 
 def val_dataset(cfg: dict) -> Dataset:
     """The validation set of a run config alone (the training lists need not exist)."""
+    prepare_dataset_files(cfg)
     root = dataset_dir(cfg)
-    if cfg['dataset'] == 'toy':
-        from semiseg.data.toy import ensure_toy_dataset
-        ensure_toy_dataset(root)
     info = dataset_info(cfg['dataset'], root)
     aug = AugConfig.from_cfg(cfg, reduce_zero_label=info.reduce_zero_label)
     entries = read_split(split_files(root, cfg['split'])['val'], missing_split_hint(cfg['dataset'], root))
@@ -54,12 +59,11 @@ class PredictionWriter:
     """
 
     def __init__(self, ids: list[str], out_dir: Path, palette: np.ndarray, save_logits: bool) -> None:
-        self._predict: Callable = predict
         self.ids, self.out_dir, self.palette, self.save_logits = ids, Path(out_dir), palette, save_logits
         self.count = 0
 
     def __call__(self, model, images, mode, crop_size, **kwargs) -> torch.Tensor:
-        logits = self._predict(model, images, mode, crop_size, **kwargs)
+        logits = predict(model, images, mode, crop_size, **kwargs)
         stem = self.out_dir / Path(self.ids[self.count]).with_suffix('')
         stem.parent.mkdir(parents=True, exist_ok=True)
         save_label_png(logits[0].argmax(0).to(torch.uint8).cpu().numpy(), self.palette, stem.with_suffix('.png'))

@@ -37,10 +37,9 @@ import argparse
 import logging
 import sys
 from collections.abc import Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,10 +52,12 @@ from semiseg.data.build import dataset_dir
 from semiseg.data.datasets import dataset_info
 from semiseg.data.transforms import normalize, val_resize
 from semiseg.engine.distributed import resolve_device
+from semiseg.engine.fastpath import autocast
 from semiseg.evaluation.evaluate import STRIDED_MODES
-from semiseg.evaluation.inference import MODES
+from semiseg.evaluation.inference import MODES, eval_batch_independent
 from semiseg.experiments.config import dataset_folder
-from semiseg.utils.imaging import colorize
+from semiseg.utils.errors import OneLineParser
+from semiseg.utils.imaging import center_crop_box, colorize
 from semiseg.utils.labels import IGNORE_INDEX
 
 from ._common import (
@@ -218,27 +219,19 @@ def inference_settings(cfg: dict[str, Any], mode: str | None = None, stride: flo
     return Inference(mode, int(cfg['crop_size']), stride, cfg.get('eval_size_multiple'), precision)
 
 
-def _crop_box(h: int, w: int, crop: int) -> tuple[int, int, int, int]:
-    """(top, left, height, width) of `semiseg.utils.imaging.center_crop` on an h x w image."""
-    top, left = max((h - crop) // 2, 0), max((w - crop) // 2, 0)
-    return top, left, min(crop, h), min(crop, w)
-
-
 @torch.no_grad()
 def predict_batch(model: torch.nn.Module, images: torch.Tensor, size: tuple[int, int],
                   how: Inference) -> tuple[torch.Tensor, torch.Tensor]:
     """(scores (B, N, H, W) float32 at the input size `size`, labels (B, H, W) uint8) for a batch of
     equally sized prepared images (B, 3, h, w); labels are 255 where the mode predicts nothing."""
-    autocast = torch.autocast(images.device.type, dtype=torch.bfloat16) if how.precision == 'bf16' \
-        else nullcontext()
-    with autocast:
+    with autocast(how.precision, images.device):
         scores = predict(model, images, how.mode, how.crop_size, stride=how.stride, out_size=size,
                          size_multiple=how.size_multiple)
     scores = scores.float()
     valid = None
     if how.mode == 'center_crop':   # scores of the central crop: put them where they belong
         h, w = images.shape[-2:]
-        top, left, ch, cw = _crop_box(h, w, how.crop_size)
+        top, left, ch, cw = center_crop_box(h, w, how.crop_size)
         canvas = scores.new_zeros(scores.shape[0], scores.shape[1], h, w)
         canvas[:, :, top:top + ch, left:left + cw] = scores
         valid = torch.zeros(scores.shape[0], 1, h, w, device=scores.device)
@@ -354,15 +347,9 @@ def run_predictions(model: torch.nn.Module, cfg: dict[str, Any], items: list[Ite
 
 
 # ----------------------------------------------------------------------------- CLI
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error and exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f'{self.prog}: error: {message} (see --help)\n')
-
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog='python -m semiseg.tools.predict',
+    p = OneLineParser(prog='python -m semiseg.tools.predict',
                 description='Predict segmentation masks for images with a trained run\'s model.')
     p.add_argument('inputs', nargs='+', help='image files, folders of images, or .txt lists of image paths')
     p.add_argument('--exp', type=int, help='experiment id (with --run)')
@@ -416,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f'error: {one_line(err)}', file=sys.stderr)
         return 2
     batch_size = args.batch_size
-    if batch_size > 1 and not getattr(model, 'eval_batch_independent', False):
+    if batch_size > 1 and not eval_batch_independent(model):
         logger.warning('%s: its eval output for an image may depend on the other images of a batch '
                        '(e.g. AllSpark\'s attention); predicting one image at a time', cfg['model'])
         batch_size = 1

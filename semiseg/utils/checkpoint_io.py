@@ -19,9 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read safely, is damaged, or does not fit; the message says why."""
+from .errors import CheckpointError
 
 
 def _numpy_safe_globals() -> list:

@@ -1,8 +1,23 @@
 """One-line descriptions of failures, for the console (the traceback goes to the run's train.log)."""
 from __future__ import annotations
 
+import argparse
 import errno
 from pathlib import Path
+from typing import NoReturn
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage dump) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f'{self.prog}: error: {message} (see --help)\n')
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read safely, is damaged, or does not fit; the message says why.
+    (Here, not in checkpoint_io, so the CLI can catch it without importing torch.)"""
+
 
 # our errors carry their cause and the fix in their message: shown as they are
 SELF_EXPLAINING = ('DataError', 'CheckpointError', 'TrainingFailed', 'RunLocked', 'WeightsError',

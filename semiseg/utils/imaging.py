@@ -55,9 +55,14 @@ def denormalize(img: np.ndarray) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
-def center_crop(x, crop: int):
-    """The central `crop` x `crop` region of a (..., H, W) tensor or array, at offsets
-    ((H - crop) // 2, (W - crop) // 2); sides shorter than `crop` are kept whole."""
-    h, w = x.shape[-2:]
+def center_crop_box(h: int, w: int, crop: int) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the central `crop` x `crop` region of an h x w image, at offsets
+    ((h - crop) // 2, (w - crop) // 2); sides shorter than `crop` are kept whole."""
     top, left = max((h - crop) // 2, 0), max((w - crop) // 2, 0)
-    return x[..., top:top + crop, left:left + crop]
+    return top, left, min(crop, h), min(crop, w)
+
+
+def center_crop(x, crop: int):
+    """The central region (center_crop_box) of a (..., H, W) tensor or array."""
+    top, left, height, width = center_crop_box(*x.shape[-2:], crop)
+    return x[..., top:top + height, left:left + width]

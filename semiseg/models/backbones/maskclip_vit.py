@@ -220,12 +220,12 @@ class MaskClipVisionTransformer(nn.Module):
         does: 801 -> 50x50 stored, while an 801 input is padded to 816 = 51x51 tokens."""
         return (self.img_size[0] // self.patch_size, self.img_size[1] // self.patch_size)
 
-    def init_weights(self) -> None:
+    def init_weights(self, clip_state_dict: dict[str, torch.Tensor] | None = None) -> None:
         """Load CLIP weights when `pretrained` names a source (the release's
-        `MaskClipVisionTransformer.init_weights`)."""
+        `MaskClipVisionTransformer.init_weights`); `clip_state_dict`: that source, already read."""
         if self.pretrained:
             from semiseg.models.weights import load_clip_backbone_weights
-            load_clip_backbone_weights(self, self.pretrained)
+            load_clip_backbone_weights(self, self.pretrained, clip_state_dict)
 
     def _embed(self, img: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         x, hw = self.patch_embed(img)

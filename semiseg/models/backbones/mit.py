@@ -181,7 +181,6 @@ class MiT(nn.Module):
             if len(seq) != 4:
                 raise ValueError(f'MiT needs 4 stages; {name} has {len(seq)} entries')
         self.pretrained = pretrained
-        self.drop_path_rate = drop_path_rate
         dpr = torch.linspace(0, drop_path_rate, sum(self.depths)).tolist()
         cur = 0
         for i in range(4):
@@ -211,14 +210,6 @@ class MiT(nn.Module):
             nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-
-    def reset_drop_path(self, drop_path_rate: float) -> None:
-        """Re-spread stochastic depth linearly from 0 to `drop_path_rate` (0 disables it)."""
-        dpr = torch.linspace(0, drop_path_rate, sum(self.depths)).tolist()
-        blocks = [blk for i in range(4) for blk in getattr(self, f'block{i + 1}')]
-        for blk, p in zip(blocks, dpr):
-            blk.drop_path = DropPath(p) if p > 0 else nn.Identity()
-        self.drop_path_rate = drop_path_rate
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         outs = []

@@ -166,15 +166,21 @@ class ChannelCrossAttentionMemory(nn.Module):
     def enqueue(self, emb: torch.Tensor, channel_cls: torch.Tensor) -> torch.Tensor:
         """Write one sample's channel maps (emb (N, C), columns) into their classes, in channel
         order, circularly from each class pointer; returns the (class, slot) rows written."""
-        slots = self.kv_queue.shape[1]
-        written = []
-        for k in channel_cls.unique().tolist():
-            rows = emb[:, channel_cls == k].t()
-            ptr = int(self.queue_ptr[k])
-            idx = (ptr + torch.arange(rows.shape[0], device=rows.device)) % slots
+        classes, slots = self.kv_queue.shape[:2]
+        # two host reads per sample (not two per class): the class sizes and the pointers
+        counts = torch.bincount(channel_cls, minlength=classes).tolist()
+        ptrs = self.queue_ptr.tolist()
+        order = torch.argsort(channel_cls, stable=True)   # channels grouped by class, in channel order
+        written, start = [], 0
+        for k, n in enumerate(counts):
+            if n == 0:
+                continue
+            rows = emb[:, order[start:start + n]].t()
+            start += n
+            idx = (ptrs[k] + torch.arange(n, device=rows.device)) % slots
             rows, idx = rows[-slots:], idx[-slots:]            # more rows than slots: last ones win
             self.kv_queue[k, idx] = rows.to(self.kv_queue.dtype)
-            self.queue_ptr[k] = (ptr + int((channel_cls == k).sum())) % slots
+            self.queue_ptr[k] = (ptrs[k] + n) % slots
             written.append(torch.stack((torch.full_like(idx, k), idx), dim=1))
         return torch.cat(written)
 

@@ -11,15 +11,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
 
 from semiseg.models.perturb import apply_channel_mask, complementary_masks, dropout_copies
 
+from .common import SegmentorCommon
+
 
 @MODELS.register_module()
-class SemiSegmentor(EncoderDecoder):
+class SemiSegmentor(SegmentorCommon, EncoderDecoder):
     """`model(x)` -> logits (B, K, H, W) at the input size.
 
     - `model(x, need_fp=True)` -> (logits, logits_fp): the head runs once on the clean and the
@@ -45,13 +46,6 @@ class SemiSegmentor(EncoderDecoder):
         self.comp_drop_keep_ratio = float(comp_drop_keep_ratio)
         self.release_key_prefixes = dict(release_key_prefixes or {})
         self.disable_dropout = disable_dropout
-
-    def _init_decode_head(self, decode_head: dict) -> None:
-        """Heads need not subclass mmseg's BaseDecodeHead; read what we need from them."""
-        self.decode_head = MODELS.build(decode_head)
-        self.align_corners = getattr(self.decode_head, 'align_corners', False)
-        self.num_classes = self.decode_head.num_classes
-        self.out_channels = getattr(self.decode_head, 'out_channels', self.num_classes)
 
     @property
     def eval_batch_independent(self) -> bool:
@@ -84,11 +78,7 @@ class SemiSegmentor(EncoderDecoder):
     def forward(self, inputs: torch.Tensor, data_samples=None, mode: str = 'tensor',
                 need_fp: bool = False, comp_drop: bool = False,
                 feature_masks: Sequence[torch.Tensor] | torch.Tensor | None = None):
-        if mode != 'tensor':
-            raise ValueError(f"SemiSegmentor supports mode='tensor' only (got {mode!r}); losses and "
-                             'predictions are computed by semiseg.methods / semiseg.evaluation')
-        if need_fp and comp_drop:
-            raise ValueError('need_fp and comp_drop are alternative perturbations; pass one')
+        self._check_forward(mode, need_fp, comp_drop)
         if self.disable_dropout and self.training:
             for m in self.modules():
                 if isinstance(m, torch.nn.modules.dropout._DropoutNd):
@@ -103,9 +93,4 @@ class SemiSegmentor(EncoderDecoder):
                 feature_masks = complementary_masks(inputs.shape[0] // 2, feats[0].shape[1],
                                                     self.comp_drop_keep_ratio)
             feats = apply_channel_mask(feats, feature_masks)
-        logits = self.decode_head(feats)
-        logits = F.interpolate(logits, size=inputs.shape[-2:], mode='bilinear',
-                               align_corners=self.align_corners)
-        if need_fp:
-            return tuple(logits.chunk(2))
-        return logits
+        return self._at_input_size(self.decode_head(feats), inputs, need_fp)

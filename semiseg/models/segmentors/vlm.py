@@ -14,10 +14,13 @@ import torch.nn.functional as F
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
 
-from semiseg.models.backbones.maskclip_vit import freeze_for_spatial_finetuning
-from semiseg.models.perturb import apply_channel_mask, complementary_masks_per_width
+from semiseg.models.backbones.maskclip_vit import MaskClipVisionTransformer, freeze_for_spatial_finetuning
+from semiseg.models.perturb import apply_channel_mask, complementary_masks_per_width, dropout_copies
+from semiseg.models.weights import clip_backbone_state_dict
 from semiseg.utils.imaging import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
 from semiseg.utils.labels import IGNORE_INDEX
+
+from .common import SegmentorCommon
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +52,7 @@ def _as_text(t: torch.Tensor | None, name: str) -> torch.Tensor | None:
 
 
 @MODELS.register_module()
-class VLMSegmentor(EncoderDecoder):
+class VLMSegmentor(SegmentorCommon, EncoderDecoder):
     """Vision-language segmentor.
 
     `model(images)` -> logits (B, N, H, W) at the input size; `model(images, need_fp=True)`
@@ -111,13 +114,6 @@ class VLMSegmentor(EncoderDecoder):
         self._check_text()
 
     # -- construction helpers -------------------------------------------------------------
-    def _init_decode_head(self, decode_head: dict) -> None:
-        """Heads need not subclass mmseg's BaseDecodeHead; read what we need defensively."""
-        self.decode_head = MODELS.build(decode_head)
-        self.align_corners = getattr(self.decode_head, 'align_corners', False)
-        self.num_classes = self.decode_head.num_classes
-        self.out_channels = getattr(self.decode_head, 'out_channels', self.num_classes)
-
     def _check_text(self) -> None:
         t = self.text_embedding
         if t is not None and t.shape[0] != self.num_classes:
@@ -150,9 +146,18 @@ class VLMSegmentor(EncoderDecoder):
         return self
 
     def init_weights(self) -> None:
-        """Load pretrained CLIP weights into the CLIP encoders; the head keeps torch init."""
+        """Load pretrained CLIP weights into the CLIP encoders; the head keeps torch init. The
+        backbone and the guidance encoder usually name the same CLIP source: it is read once."""
+        read: dict = {}
         for module in (self.backbone, self.clip_encoder, self.conv_encoder):
-            if module is not None and hasattr(module, 'init_weights'):
+            if module is None or not hasattr(module, 'init_weights'):
+                continue
+            source = getattr(module, 'pretrained', None)
+            if isinstance(module, MaskClipVisionTransformer) and source:
+                if source not in read:
+                    read[source] = clip_backbone_state_dict(source)
+                module.init_weights(read[source])
+            else:
                 module.init_weights()
 
     # -- forward ----------------------------------------------------------------------------
@@ -178,12 +183,10 @@ class VLMSegmentor(EncoderDecoder):
 
     def _perturb(self, x: list) -> list:
         """UniMatch FP: append a dropout2d copy of every feature (global embedding duplicated)."""
-        def fp(f):
-            return torch.cat([f, F.dropout2d(f, p=self.fp_rate, training=True)])
         (feats, glob), text, conv = x
-        feats = tuple(fp(f) for f in feats)
+        feats = tuple(dropout_copies(feats, self.fp_rate))
         glob = torch.cat([glob, glob]) if glob is not None else None
-        conv = tuple(fp(f) for f in conv) if conv is not None else None
+        conv = tuple(dropout_copies(conv, self.fp_rate)) if conv is not None else None
         return [[feats, glob], text, conv]
 
     def _head_logits(self, x: list) -> torch.Tensor:
@@ -206,25 +209,15 @@ class VLMSegmentor(EncoderDecoder):
 
     def forward(self, inputs: torch.Tensor, data_samples=None, mode: str = 'tensor',
                 need_fp: bool = False, comp_drop: bool = False):
-        if mode != 'tensor':
-            raise ValueError(f"VLMSegmentor supports mode='tensor' only (got {mode!r}); losses "
-                             'and predictions are computed by semiseg.methods / '
-                             'semiseg.evaluation.inference.predict')
+        self._check_forward(mode, need_fp, comp_drop)
         x = self.extract_feat(inputs)
         if self.disable_dropout and self.training:
             self._switch_off_dropout()
-        if need_fp and comp_drop:
-            raise ValueError('need_fp and comp_drop are alternative perturbations; pass one')
         if need_fp:
             x = self._perturb(x)
         elif comp_drop:
             x = self._complementary_dropout(x)
-        logits = self._head_logits(x)
-        logits = F.interpolate(logits, size=inputs.shape[-2:], mode='bilinear',
-                               align_corners=self.align_corners)
-        if need_fp:
-            return tuple(logits.chunk(2))
-        return logits
+        return self._at_input_size(self._head_logits(x), inputs, need_fp)
 
     # -- MaskCLIP guidance ------------------------------------------------------------------
     @torch.no_grad()
