@@ -31,6 +31,7 @@ from PIL import Image
 
 from semiseg.data.datasets import TOY_CLASSES
 from semiseg.data.errors import DataError
+from semiseg.utils.safe_yaml import read_json
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ def _write_dataset(out: Path, seed: int) -> None:
 # ----------------------------------------------------------------------------- install
 def _marker(root: Path) -> dict | None:
     try:
-        return json.loads((root / MARKER).read_text())
+        return read_json(root / MARKER)
     except (OSError, ValueError):
         return None
 

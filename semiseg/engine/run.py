@@ -24,7 +24,8 @@ def read_config(run_dir: Path) -> dict:
         raise FileNotFoundError(f'{path} not found: --run-dir must be a run folder created by '
                                 f'experiments.py (it writes config.yaml)')
     try:
-        cfg = yaml.safe_load(path.read_text(encoding='utf-8'))
+        from semiseg.utils.safe_yaml import read_yaml
+        cfg = read_yaml(path, 'run config')
     except yaml.YAMLError as e:
         raise ValueError(f'{path} is not valid YAML: {e}') from None
     if not isinstance(cfg, dict):

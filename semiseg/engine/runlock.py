@@ -67,7 +67,8 @@ class RunLock:
 def _read_owner(fd: int) -> dict:
     try:
         os.lseek(fd, 0, os.SEEK_SET)
-        return json.loads(os.read(fd, 4096).decode() or '{}')
+        from semiseg.utils.safe_yaml import load_json_text
+        return load_json_text(os.read(fd, 4096).decode() or '{}')
     except (OSError, ValueError):
         return {}
 

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from semiseg.engine.options import ENGINE_OPTIONS, OPTIONS
+from semiseg.utils.safe_yaml import LimitedLoader, load_yaml_text
 
 FREE_FORM = 'model_args'   # deep-merged into the model config: new nested keys are allowed
 _NUMBER = re.compile(r'^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$')
@@ -39,8 +40,8 @@ class Override:
 def parse_value(text: str) -> Any:
     """A YAML scalar or list; unquoted number-looking strings such as `1e-3` become floats."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        value = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=LimitedLoader)
+        value = load_yaml_text(text, '--cfg-options value')
     except yaml.YAMLError as e:
         first = str(e).splitlines()[0]
         raise OverrideError(f'cannot parse value {text!r} as YAML ({first})') from None

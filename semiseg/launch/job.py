@@ -31,6 +31,9 @@ from typing import Any
 
 import submitit
 
+from semiseg.utils.safe_yaml import load_json_text, read_json
+from semiseg.utils.textfiles import read_lines
+
 from .rundir import RESULTS_FILE, is_finished
 
 log = logging.getLogger(__name__)
@@ -50,7 +53,7 @@ def utc_now() -> str:
 def read_job_record(run_dir: Path) -> dict[str, Any] | None:
     """The run's `slurm_job.json` (None when the run was never submitted or it is unreadable)."""
     try:
-        return json.loads((Path(run_dir) / JOB_FILE).read_text())
+        return read_json(Path(run_dir) / JOB_FILE)
     except (OSError, ValueError):
         return None
 
@@ -149,7 +152,7 @@ class TrainJob(submitit.helpers.Checkpointable):
         _log_to_stderr()
         if is_finished(run_dir):
             log.info('run %s already finished; not training it again', run_dir)
-            return json.loads((run_dir / RESULTS_FILE).read_text())
+            return read_json(run_dir / RESULTS_FILE)
         env = _current_environment()
         if env is not None:
             self._export_distributed()
@@ -211,13 +214,13 @@ class TrainJob(submitit.helpers.Checkpointable):
 def read_attempts(run_dir: Path) -> list[dict[str, Any]]:
     """The job starts recorded in the run folder, oldest first."""
     try:
-        lines = (Path(run_dir) / ATTEMPTS_FILE).read_text().splitlines()
-    except OSError:
+        lines = read_lines(Path(run_dir) / ATTEMPTS_FILE)
+    except (OSError, ValueError):
         return []
     out = []
     for line in lines:
         try:
-            out.append(json.loads(line))
+            out.append(load_json_text(line))
         except ValueError:
             continue
     return out

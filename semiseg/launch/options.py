@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from semiseg.utils.safe_yaml import read_yaml
+
 DEFAULTS_ENV = 'SEMISEG_SLURM_DEFAULTS'
 
 
@@ -51,7 +53,7 @@ def load_defaults(path: Path) -> dict[str, Any]:
         raise SlurmOptionsError(f'Slurm defaults file {path} does not exist; '
                                 f'pass an existing YAML file or drop --slurm-defaults')
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = read_yaml(path, 'Slurm defaults file') or {}
     except yaml.YAMLError as e:
         raise SlurmOptionsError(f'Slurm defaults file {path} is not valid YAML: {e}') from None
     if not isinstance(data, dict):

@@ -5,7 +5,6 @@ marks it done. Unfinished folders of the same config are resumed instead of star
 """
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from datetime import datetime
@@ -15,6 +14,7 @@ from typing import Any
 import yaml
 
 from semiseg.experiments.io import load_config, write_config
+from semiseg.utils.safe_yaml import read_json
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def is_finished(run_dir: Path) -> bool:
     """Whether the run in `run_dir` wrote `results.json` with `finished: true`."""
     path = Path(run_dir) / RESULTS_FILE
     try:
-        return bool(json.loads(path.read_text()).get('finished', False))
+        return bool(read_json(path).get('finished', False))
     except FileNotFoundError:
         return False
     except (OSError, ValueError, AttributeError) as e:

@@ -6,7 +6,6 @@ requeued, or killed without a chance to write its state (time limit, out of memo
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from semiseg.engine.runlock import lock_holder
+from semiseg.utils.safe_yaml import read_json as safe_read_json
 
 from .job import read_attempts, read_job_record, slurm_job_id
 from .rundir import RESULTS_FILE, same_config_dirs
@@ -39,7 +39,7 @@ class RunStatus:
 
 def read_json(path: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_text())
+        data = safe_read_json(path)
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
