@@ -104,6 +104,7 @@ class Archive:
             self.fail(f'not a tar archive ({fmt or "unknown format"})')
         self.compressed = fmt in ('gz', 'bz2', 'xz')
         self._zip: zipfile.ZipFile | None = None
+        self._listing: list[tuple[str, int]] | None = None
         if fmt == 'zip':
             with self.errors():
                 self._zip = zipfile.ZipFile(self.path)
