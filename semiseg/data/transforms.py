@@ -2,8 +2,11 @@
 
 They draw from the process-global RNGs exactly where the release does (python `random` for
 rescale / crop / flip / probabilities, numpy for the ratio resize, blur sigma and CutMix box,
-torch for ColorJitter / RandomGrayscale), so seeding those three per worker makes a run
-reproducible (see `semiseg.data.build.seed_worker`).
+torch for ColorJitter / RandomGrayscale), so seeding those three per sample makes a run
+reproducible (`semiseg.engine.loaders.SeededDataset`). Geometry works on numpy arrays (RGB uint8
+(H, W, 3) images, uint8 (H, W) masks): padding, cropping and flipping copy pixels, so arrays give
+the release's PIL results exactly, without PIL round trips. The resize kernel is the one choice:
+`fast=False` keeps the release's (PIL for UniMatch's long-side rescale), `fast=True` uses OpenCV.
 """
 from __future__ import annotations
 
@@ -13,10 +16,9 @@ import random
 import cv2
 import numpy as np
 import torch
-from PIL import Image, ImageFilter, ImageOps
-from torchvision import transforms as T
-from torchvision.transforms import functional as TF
+from PIL import Image, ImageFilter
 
+from semiseg.data.photometric import apply_strong_release, draw_strong_params
 from semiseg.utils.imaging import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -32,15 +34,14 @@ def ratio_rescale_size(h: int, w: int, img_scale: tuple[int, int], ratio: float)
     return int(h * f + 0.5), int(w * f + 0.5)
 
 
-def ratio_rescale(img: Image.Image, mask: Image.Image, img_scale: tuple[int, int],
-                  ratio_range: tuple[float, float]) -> tuple[Image.Image, Image.Image]:
-    """mmseg-style random ratio resize: r ~ U[lo, hi) (numpy), cv2 bilinear / nearest."""
+def ratio_rescale(img: np.ndarray, mask: np.ndarray, img_scale: tuple[int, int],
+                  ratio_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """mmseg-style random ratio resize: r ~ U[lo, hi) (numpy), cv2 bilinear / nearest (both paths)."""
     lo, hi = ratio_range
     ratio = np.random.random_sample() * (hi - lo) + lo
-    new_h, new_w = ratio_rescale_size(img.height, img.width, img_scale, ratio)
-    img_a = cv2.resize(np.asarray(img), (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    mask_a = cv2.resize(np.asarray(mask), (new_w, new_h), interpolation=cv2.INTER_NEAREST)
-    return Image.fromarray(img_a), Image.fromarray(mask_a)
+    new_h, new_w = ratio_rescale_size(img.shape[0], img.shape[1], img_scale, ratio)
+    return (cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_LINEAR),
+            cv2.resize(mask, (new_w, new_h), interpolation=cv2.INTER_NEAREST))
 
 
 def long_side_size(h: int, w: int, long_side: int) -> tuple[int, int]:
@@ -50,15 +51,23 @@ def long_side_size(h: int, w: int, long_side: int) -> tuple[int, int]:
     return int(1.0 * h * long_side / w + 0.5), long_side
 
 
-def long_side_rescale(img: Image.Image, mask: Image.Image,
-                      ratio_range: tuple[float, float]) -> tuple[Image.Image, Image.Image]:
-    """UniMatch's rescale: long side = randint[int(lo·L), int(hi·L)] (python random, inclusive)."""
-    w, h = img.size
+def long_side_rescale(img: np.ndarray, mask: np.ndarray, ratio_range: tuple[float, float],
+                      fast: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """UniMatch's rescale: long side = randint[int(lo·L), int(hi·L)] (python random, inclusive).
+
+    `fast=False`: PIL bilinear / nearest as the release (`dataset/transform.py`, `resize`).
+    `fast=True`: OpenCV, area-averaging when shrinking (PIL's bilinear widens its support to
+    antialias), bilinear when enlarging, and nearest with PIL's pixel-centre rule."""
+    h, w = mask.shape
     longest = max(h, w)
     long_side = random.randint(int(longest * ratio_range[0]), int(longest * ratio_range[1]))
     new_h, new_w = long_side_size(h, w, long_side)
-    return (img.resize((new_w, new_h), Image.BILINEAR),
-            mask.resize((new_w, new_h), Image.NEAREST))
+    if fast:
+        interp = cv2.INTER_AREA if new_h < h else cv2.INTER_LINEAR
+        return (cv2.resize(img, (new_w, new_h), interpolation=interp),
+                cv2.resize(mask, (new_w, new_h), interpolation=cv2.INTER_NEAREST_EXACT))
+    return (np.asarray(Image.fromarray(img).resize((new_w, new_h), Image.BILINEAR)),
+            np.asarray(Image.fromarray(mask).resize((new_w, new_h), Image.NEAREST)))
 
 
 def val_resize_size(h: int, w: int, img_scale: tuple[int, int],
@@ -73,43 +82,44 @@ def val_resize_size(h: int, w: int, img_scale: tuple[int, int],
     return int(h * f + 0.5), int(w * f + 0.5)
 
 
-def val_resize(img: Image.Image, img_scale: tuple[int, int]) -> Image.Image:
-    """Resize a validation image (never its mask) with cv2 bilinear."""
-    new_h, new_w = val_resize_size(img.height, img.width, img_scale)
-    return Image.fromarray(cv2.resize(np.asarray(img), (new_w, new_h),
-                                      interpolation=cv2.INTER_LINEAR))
+def val_resize(img: Image.Image | np.ndarray, img_scale: tuple[int, int]) -> np.ndarray:
+    """Resize a validation image (never its mask) with cv2 bilinear: RGB uint8 (h, w, 3)."""
+    arr = np.asarray(img)
+    new_h, new_w = val_resize_size(arr.shape[0], arr.shape[1], img_scale)
+    return cv2.resize(arr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
 
 
 # ----------------------------------------------------------------------------- geometry
-def pad_and_crop(img: Image.Image, mask: Image.Image, size: int,
-                 mask_fill: int) -> tuple[Image.Image, Image.Image]:
+def pad_and_crop(img: np.ndarray, mask: np.ndarray, size: int,
+                 mask_fill: int) -> tuple[np.ndarray, np.ndarray]:
     """Pad right/bottom to `size` (image 0, mask `mask_fill`), then a random size×size crop."""
-    w, h = img.size
-    padw, padh = max(size - w, 0), max(size - h, 0)
-    if padw or padh:
-        img = ImageOps.expand(img, border=(0, 0, padw, padh), fill=0)
-        mask = ImageOps.expand(mask, border=(0, 0, padw, padh), fill=mask_fill)
-    w, h = img.size
+    h, w = mask.shape
+    if h < size or w < size:
+        ph, pw = max(size, h), max(size, w)
+        img_p = np.zeros((ph, pw, 3), np.uint8)
+        mask_p = np.full((ph, pw), mask_fill, np.uint8)
+        img_p[:h, :w], mask_p[:h, :w] = img, mask
+        img, mask = img_p, mask_p
+    h, w = mask.shape
     x = random.randint(0, w - size)
     y = random.randint(0, h - size)
-    box = (x, y, x + size, y + size)
-    return img.crop(box), mask.crop(box)
+    return img[y:y + size, x:x + size], mask[y:y + size, x:x + size]
 
 
-def hflip(img: Image.Image, mask: Image.Image, p: float = 0.5) -> tuple[Image.Image, Image.Image]:
+def hflip(img: np.ndarray, mask: np.ndarray, p: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Flip image and mask together with probability p."""
     if random.random() < p:
-        return img.transpose(Image.FLIP_LEFT_RIGHT), mask.transpose(Image.FLIP_LEFT_RIGHT)
+        return img[:, ::-1], mask[:, ::-1]
     return img, mask
 
 
 # ----------------------------------------------------------------------------- photometric
-def photometric_distortion(img: Image.Image) -> Image.Image:
+def photometric_distortion(img: np.ndarray) -> np.ndarray:
     """mmseg's PhotoMetricDistortion on the BGR array, as the release applies it to train_l."""
     from mmseg.datasets.transforms import PhotoMetricDistortion  # heavy import; off by default
-    bgr = np.ascontiguousarray(np.asarray(img)[:, :, ::-1])
+    bgr = np.ascontiguousarray(img[:, :, ::-1])
     out = PhotoMetricDistortion().transform({'img': bgr})['img']
-    return Image.fromarray(np.ascontiguousarray(out[:, :, ::-1]))
+    return np.ascontiguousarray(out[:, :, ::-1])
 
 
 def blur(img: Image.Image, p: float = 0.5) -> Image.Image:
@@ -121,11 +131,9 @@ def blur(img: Image.Image, p: float = 0.5) -> Image.Image:
 
 
 def strong_view(img: Image.Image) -> Image.Image:
-    """One strong photometric view: jitter (p 0.8), grayscale (p 0.2), blur (p 0.5)."""
-    if random.random() < 0.8:
-        img = T.ColorJitter(0.5, 0.5, 0.5, 0.25)(img)
-    img = T.RandomGrayscale(p=0.2)(img)
-    return blur(img, p=0.5)
+    """One strong photometric view (PIL): jitter (p 0.8), grayscale (p 0.2), blur (p 0.5).
+    Draws then applies (semiseg.data.photometric): the release's pixels and RNG use exactly."""
+    return apply_strong_release(img, draw_strong_params())
 
 
 def cutmix_box(size: int, p: float = 0.5, area_range: tuple[float, float] = (0.02, 0.4),
@@ -152,11 +160,35 @@ def cutmix_box(size: int, p: float = 0.5, area_range: tuple[float, float] = (0.0
 
 
 # ----------------------------------------------------------------------------- tensors
-def normalize(img: Image.Image) -> torch.Tensor:
-    """ToTensor (/255) and ImageNet normalisation: float32 (3, H, W)."""
-    return TF.normalize(TF.to_tensor(img), IMAGENET_MEAN, IMAGENET_STD)
+def _normalize_lut() -> np.ndarray:
+    """(3, 256) float32: each uint8 value through ToTensor (/255) and Normalize, with torch's own ops,
+    so a lookup gives torchvision's floats bit for bit."""
+    values = torch.arange(256, dtype=torch.uint8).to(torch.float32).div(255)
+    mean = torch.as_tensor(IMAGENET_MEAN, dtype=torch.float32)[:, None]
+    std = torch.as_tensor(IMAGENET_STD, dtype=torch.float32)[:, None]
+    return values[None].repeat(3, 1).sub_(mean).div_(std).numpy()
 
 
-def mask_to_tensor(mask: Image.Image) -> torch.Tensor:
+_LUT = _normalize_lut()
+
+
+def normalize(img: Image.Image | np.ndarray) -> torch.Tensor:
+    """ToTensor (/255) and ImageNet normalisation of an RGB uint8 image: float32 (3, H, W).
+
+    One lookup per channel straight from uint8 (no float intermediate, no permute copy); equal to
+    `TF.normalize(TF.to_tensor(img), IMAGENET_MEAN, IMAGENET_STD)` bit for bit."""
+    arr = np.asarray(img)
+    out = np.empty((3, arr.shape[0], arr.shape[1]), np.float32)
+    for c in range(3):
+        np.take(_LUT[c], arr[:, :, c], out=out[c])
+    return torch.from_numpy(out)
+
+
+def image_to_uint8_tensor(img: np.ndarray) -> torch.Tensor:
+    """RGB uint8 (H, W, 3) -> uint8 (3, H, W): a view normalised later, on the training device."""
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(img).transpose(2, 0, 1)))
+
+
+def mask_to_tensor(mask: Image.Image | np.ndarray) -> torch.Tensor:
     """Label ids as int64 (H, W)."""
     return torch.from_numpy(np.array(mask, dtype=np.int64))
