@@ -12,8 +12,11 @@ from pathlib import Path
 from typing import IO, Any
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
-    """Call `write(f)` on a temporary binary file next to `path`, then rename it into place."""
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None], fsync: bool = True) -> Path:
+    """Call `write(f)` on a temporary binary file next to `path`, then rename it into place.
+
+    `fsync=False` skips the flush to disk (still atomic for readers and process crashes; for many
+    small files whose writer checks them on the next run, e.g. semiseg.data.prepare)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
@@ -21,7 +24,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
         with os.fdopen(fd, 'wb') as f:
             write(f)
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -29,8 +33,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     return path
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    return atomic_write(path, lambda f: f.write(data))
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = True) -> Path:
+    return atomic_write(path, lambda f: f.write(data), fsync)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
