@@ -1,6 +1,7 @@
 """build_datasets / SemiDataset: item formats (docs/ARCHITECTURE.md §3), padding markers, label handling,
 val resize and reproducibility under a seed."""
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,21 @@ def build_datasets(cfg: dict, method: str = 'unimatch'):
     return data.labeled, data.unlabeled, data.val
 
 
+def _val_copies(root: Path, val: list[str], labeled: list[str]) -> list[str]:
+    """Val lines that are also labeled, pointed at copies under val/ (labeled and val may not share images)."""
+    out = []
+    for line in val:
+        if line in labeled:
+            line = ' '.join(f'val/{rel}' for rel in line.split())
+            for rel in line.split():
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(root / rel[len('val/'):], root / rel)
+        out.append(line)
+    return out
+
+
 def _cfg(root: Path, labeled: list[str], unlabeled: list[str], val: list[str], **aug) -> dict:
+    val = _val_copies(root, val, labeled)
     (root / 'splits' / 's').mkdir(parents=True, exist_ok=True)
     (root / 'splits' / 's' / 'labeled.txt').write_text('\n'.join(labeled) + '\n')
     (root / 'splits' / 's' / 'unlabeled.txt').write_text('\n'.join(unlabeled) + '\n')
@@ -49,7 +64,8 @@ def _cfg(root: Path, labeled: list[str], unlabeled: list[str], val: list[str], *
 def test_item_formats_and_labeled_repetition(tmp_path):
     lab = [_write(tmp_path, f'l{i}', 40, 50) for i in range(3)]
     unl = [_write(tmp_path, f'u{i}', 30 + i, 60) for i in range(7)]
-    train_l, train_u, val = build_datasets(_cfg(tmp_path, lab, unl, lab[:2]))
+    val_lines = [_write(tmp_path, f'v{i}', 40, 50) for i in range(2)]
+    train_l, train_u, val = build_datasets(_cfg(tmp_path, lab, unl, val_lines))
     assert len(train_u) == 7 and len(train_l) == 7 and len(val) == 2
     assert [e.image for e in train_l.entries] == ['img/l0.png', 'img/l1.png', 'img/l2.png'] * 2 \
         + ['img/l0.png']
@@ -67,7 +83,7 @@ def test_item_formats_and_labeled_repetition(tmp_path):
         assert item[box].shape == (32, 32) and item[box].dtype == torch.float32
     vimg, vmask, vid = val[1].values()
     assert vimg.shape == (3, 40, 50) and vmask.shape == (40, 50) and vmask.dtype == torch.int64
-    assert vid == 'img/l1.png'
+    assert vid == 'img/v1.png'
 
 
 def test_truncation_when_labeled_longer(tmp_path):

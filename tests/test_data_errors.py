@@ -29,12 +29,13 @@ def _write_sample(root: Path, name: str, size=(40, 30), mask_size=None, mask_mod
 
 
 def _dataset(root: Path, lines=None, val_lines=None, classes=('a', 'b')) -> dict:
-    """A custom dataset with 2 labeled / 3 unlabeled / 2 val samples; returns its config."""
+    """A custom dataset with 2 labeled / 3 unlabeled / 2 val samples (val: v0, v1); returns its config."""
     lines = lines or [_write_sample(root, f's{i}') for i in range(5)]
+    val_lines = val_lines or [_write_sample(root, f'v{i}') for i in range(2)]
     (root / 'splits' / 'x').mkdir(parents=True, exist_ok=True)
     (root / 'splits' / 'x' / 'labeled.txt').write_text('\n'.join(lines[:2]) + '\n')
     (root / 'splits' / 'x' / 'unlabeled.txt').write_text('\n'.join(lines[2:]) + '\n')
-    (root / 'splits' / 'val.txt').write_text('\n'.join(val_lines or lines[:2]) + '\n')
+    (root / 'splits' / 'val.txt').write_text('\n'.join(val_lines) + '\n')
     (root / 'classes.txt').write_text('\n'.join(classes) + '\n')
     return dict(dataset='mine', data_root=str(root), nclass=len(classes), split='x',
                 img_scale=None, scale_ratio_range=(0.5, 2.0), crop_size=32)
@@ -44,7 +45,7 @@ def test_valid_custom_dataset_builds(tmp_path):
     train_l, train_u, val = build_datasets(_dataset(tmp_path))
     assert (len(train_l), len(train_u), len(val)) == (3, 3, 2)
     img, mask, name = val[0].values()
-    assert img.shape == (3, 30, 40) and mask.shape == (30, 40) and name == 'img/s0.jpg'
+    assert img.shape == (3, 30, 40) and mask.shape == (30, 40) and name == 'img/v0.jpg'
 
 
 def test_missing_split_file_says_how_to_fetch(tmp_path):
@@ -177,10 +178,11 @@ def test_label_ids_outside_the_classes_name_the_file(tmp_path):
     lines = [_write_sample(tmp_path, f's{i}') for i in range(5)]
     bad = np.ones((30, 40), np.uint8)
     bad[0, :3] = (7, 9, 255)
-    Image.fromarray(bad).save(tmp_path / 'gt' / 's0.png')          # a labeled (and val) mask
+    Image.fromarray(bad).save(tmp_path / 'gt' / 's0.png')          # a labeled mask
     train_l, train_u, val = build_datasets(_dataset(tmp_path, lines))
-    for dataset in (train_l, val):
-        with pytest.raises(DataError, match=r'mask .*s0\.png .* holds label ids 7, 9, outside 0\.\.1 and 255'):
+    Image.fromarray(bad).save(tmp_path / 'gt' / 'v0.png')          # a val mask
+    for dataset, name in ((train_l, 's0'), (val, 'v0')):
+        with pytest.raises(DataError, match=rf'mask .*{name}\.png .* holds label ids 7, 9, outside 0\.\.1 and 255'):
             dataset[0]
     Image.fromarray(bad).save(tmp_path / 'gt' / 's2.png')          # an unlabeled one: ids are not read
     assert train_u[0]['img_w'].shape == (3, 32, 32)
@@ -190,3 +192,80 @@ def test_duplicate_class_names_are_refused(tmp_path):
     (tmp_path / 'classes.txt').write_text('road\ncar\nroad\n')
     with pytest.raises(DataError, match=r"classes\.txt:3: class 'road' is listed twice \(first on line 1\)"):
         dataset_info('mine', tmp_path)
+
+
+# ---------------------------------------------------------------- text files as editors write them
+@pytest.mark.parametrize('encode', [
+    lambda t: t.encode(), lambda t: b'\xef\xbb\xbf' + t.encode(),
+    lambda t: t.replace('\n', '\r\n').encode(), lambda t: b'\xef\xbb\xbf' + t.replace('\n', '\r').encode()],
+    ids=['utf8', 'bom', 'crlf', 'bom-cr'])
+def test_bom_and_line_endings_read_the_same(tmp_path, encode):
+    cfg = _dataset(tmp_path)
+    for rel in ('classes.txt', 'splits/x/labeled.txt', 'splits/x/unlabeled.txt', 'splits/val.txt'):
+        path = tmp_path / rel
+        path.write_bytes(encode(path.read_text()))
+    (tmp_path / 'palette.txt').write_bytes(encode('0 0 255\n0 128 0\n'))
+    info = dataset_info('mine', tmp_path)
+    assert info.class_names == ('a', 'b') and info.palette[1].tolist() == [0, 128, 0]
+    train_l, train_u, val = build_datasets(cfg)
+    assert [e.image for e in train_l.entries[:2]] == ['img/s0.jpg', 'img/s1.jpg']
+    assert list(val[0].values())[2] == 'img/v0.jpg' and len(train_u) == 3
+
+
+@pytest.mark.parametrize('data, line', [('a\nb\xe9\n'.encode('latin-1'), 2),
+                                        ('a\r\nb\r\nc\xff'.encode('latin-1'), 3)])
+def test_other_encodings_are_refused_with_file_and_line(tmp_path, data, line):
+    (tmp_path / 'classes.txt').write_bytes(data)
+    with pytest.raises(DataError, match=rf'class list .*classes\.txt line {line} is not UTF-8'):
+        dataset_info('mine', tmp_path)
+
+
+def test_utf16_split_list_is_refused(tmp_path):
+    cfg = _dataset(tmp_path)
+    path = tmp_path / 'splits' / 'val.txt'
+    path.write_bytes(path.read_text().encode('utf-16'))
+    with pytest.raises(DataError, match=r'split list .*val\.txt is UTF-16 text; save it as UTF-8'):
+        build_datasets(cfg)
+
+
+def test_class_counts_that_reach_the_reserved_ids_are_refused(tmp_path):
+    (tmp_path / 'classes.txt').write_text(''.join(f'c{i}\n' for i in range(254)))
+    assert dataset_info('mine', tmp_path).nclass == 254          # ids 0..253
+    (tmp_path / 'classes.txt').write_text(''.join(f'c{i}\n' for i in range(255)))
+    with pytest.raises(DataError, match='255 classes; at most 254 .*254 and 255 are reserved'):
+        dataset_info('mine', tmp_path)
+
+
+# ---------------------------------------------------------------- overlapping lists
+def test_labeled_image_in_validation_is_refused(tmp_path):
+    lines = [_write_sample(tmp_path, f's{i}') for i in range(5)]
+    cfg = _dataset(tmp_path, lines, val_lines=[_write_sample(tmp_path, 'v0'), lines[1]])
+    with pytest.raises(DataError, match=r'1 image\(s\) are both labeled and validation images, e\.g\. img/s1\.jpg '
+                                        r'\(.*labeled\.txt:2 and .*val\.txt:2\)'):
+        build_datasets(cfg)
+
+
+def test_labeled_image_in_unlabeled_is_counted_and_warned(tmp_path, caplog):
+    lines = [_write_sample(tmp_path, f's{i}') for i in range(5)]
+    cfg = _dataset(tmp_path, lines + [lines[0]])                  # s0 labeled and unlabeled
+    with caplog.at_level('WARNING'):
+        _, train_u, _ = build_datasets(cfg)
+    assert len(train_u) == 4
+    assert '1 labeled image(s) are also in the unlabeled list, e.g. img/s0.jpg' in caplog.text
+    assert 'labeled.txt:1' in caplog.text and 'unlabeled.txt:4' in caplog.text
+
+
+def test_official_split_lists_have_no_overlap():
+    from semiseg.data.splits import check_overlaps
+    from tests.conftest import require_reference
+    root = require_reference('splits') / 'splits'
+    checked = 0
+    for val_file in sorted(root.glob('*/val.txt')):
+        val = read_split(val_file)
+        for labeled_file in sorted(val_file.parent.glob('*/labeled.txt')):
+            unlabeled_file = labeled_file.parent / 'unlabeled.txt'
+            has_unlabeled = unlabeled_file.is_file() and unlabeled_file.stat().st_size > 0
+            unlabeled = read_split(unlabeled_file) if has_unlabeled else None
+            assert check_overlaps(read_split(labeled_file), val, unlabeled) == 0, labeled_file
+            checked += 1
+    assert checked >= 20

@@ -16,7 +16,7 @@ import torch
 from semiseg.data.datasets import dataset_info
 from semiseg.data.errors import DataError
 from semiseg.data.semi_dataset import AugConfig, SemiDataset
-from semiseg.data.splits import missing_split_hint, read_split, split_files
+from semiseg.data.splits import check_overlaps, missing_split_hint, read_split, split_files
 from semiseg.methods.registry import MethodInfo
 
 logger = logging.getLogger(__name__)
@@ -73,11 +73,14 @@ def build_datasets(cfg: dict, method: MethodInfo) -> TrainData:
     files = split_files(root, cfg['split'])
     hint = missing_split_hint(name, root)
     labeled = read_split(files['labeled'], hint)
-    val = SemiDataset(root, read_split(files['val'], hint), 'val', aug)
+    val_entries = read_split(files['val'], hint)
+    check_overlaps(labeled, val_entries)
+    val = SemiDataset(root, val_entries, 'val', aug)
 
     unlabeled_entries = None
     if method.uses_unlabeled or cfg.get('epoch_over', 'labeled') == 'unlabeled':
         unlabeled_entries = read_split(files['unlabeled'], hint)
+        check_overlaps(labeled, [], unlabeled_entries)
     unlabeled = partner = None
     if method.uses_unlabeled:
         unlabeled = SemiDataset(root, unlabeled_entries, 'train_u', aug, views=method.unlabeled_views)

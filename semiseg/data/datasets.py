@@ -18,6 +18,8 @@ import numpy as np
 from semiseg.data import class_definitions as defs
 from semiseg.data.errors import DataError
 from semiseg.utils.imaging import generated_palette, voc_palette
+from semiseg.utils.labels import IGNORE_INDEX, MAX_CLASSES, UNLABELED_PAD
+from semiseg.utils.textfiles import TextFileError, read_lines
 
 __all__ = ['DATASETS', 'DatasetInfo', 'dataset_info', 'dataset_names', 'read_class_names']
 
@@ -98,13 +100,13 @@ def dataset_names() -> list[str]:
     return list(DATASETS)
 
 
-def _read_lines(path: Path) -> list[tuple[int, str]]:
-    """Non-empty, stripped lines with their 1-based line numbers."""
+def _read_lines(path: Path, what: str) -> list[tuple[int, str]]:
+    """Non-empty, stripped lines with their 1-based line numbers (UTF-8, BOM optional, any line ending)."""
     try:
-        text = path.read_text(encoding='utf-8')
-    except UnicodeDecodeError as err:
-        raise DataError(f'{path} is not UTF-8 text ({err}); save it as UTF-8') from err
-    return [(i, line.strip()) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
+        lines = read_lines(path, what)
+    except TextFileError as err:
+        raise DataError(str(err)) from None
+    return [(i, line.strip()) for i, line in enumerate(lines, 1) if line.strip()]
 
 
 def read_class_names(path: Path) -> tuple[str, ...]:
@@ -112,7 +114,7 @@ def read_class_names(path: Path) -> tuple[str, ...]:
     if not path.is_file():
         raise DataError(f'class list {path} not found: a custom dataset needs a classes.txt '
                         'in its data_root with one class name per line (class id = line order)')
-    lines = _read_lines(path)
+    lines = _read_lines(path, 'class list')
     names = tuple(line for _, line in lines)
     if not names:
         raise DataError(f'class list {path} is empty: write one class name per line')
@@ -122,16 +124,16 @@ def read_class_names(path: Path) -> tuple[str, ...]:
             raise DataError(f'{path}:{lineno}: class {name!r} is listed twice (first on line {seen[name]}); '
                             'every class needs its own name, one per line')
         seen[name] = lineno
-    if len(names) > 255:
-        raise DataError(f'class list {path} has {len(names)} classes; at most 254 are supported '
-                        '(label ids 254 and 255 are reserved for padding and ignore)')
+    if len(names) > MAX_CLASSES:
+        raise DataError(f'class list {path} has {len(names)} classes; at most {MAX_CLASSES} are supported '
+                        f'(label ids {UNLABELED_PAD} and {IGNORE_INDEX} are reserved for padding and ignore)')
     return names
 
 
 def read_palette(path: Path, nclass: int) -> np.ndarray:
     """A (256, 3) palette from `palette.txt`: one `r g b` line (0-255) per class."""
     palette = generated_palette(nclass, path.parent.name)
-    rows = _read_lines(path)
+    rows = _read_lines(path, 'palette')
     if len(rows) != nclass:
         raise DataError(f'{path} has {len(rows)} colours for {nclass} classes; write one '
                         '"r g b" line per class in classes.txt order')

@@ -6,11 +6,15 @@ a wrong data_root fails at construction rather than minutes into training.
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from semiseg.data.errors import DataError
+from semiseg.utils.textfiles import TextFileError, read_lines
+
+logger = logging.getLogger(__name__)
 
 FETCH_HINT = ('fetch the official lists with `python -m semiseg.tools.fetch_splits {dataset} '
               '{where}` (add `--from DIR` to copy them from a local folder)')
@@ -73,10 +77,10 @@ def read_split(list_file: str | Path, hint: str = '') -> list[SplitEntry]:
         raise DataError(f'split list {list_file} not found' + (f'; {hint}' if hint else ''))
     entries = []
     try:
-        text = list_file.read_text(encoding='utf-8')
-    except UnicodeDecodeError as err:
-        raise DataError(f'{list_file} is not UTF-8 text ({err})') from err
-    for lineno, line in enumerate(text.splitlines(), 1):
+        lines = read_lines(list_file, 'split list')
+    except TextFileError as err:
+        raise DataError(str(err)) from None
+    for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
         parts = line.split()
@@ -101,3 +105,35 @@ def check_entries(data_root: str | Path, entries: list[SplitEntry], count: int =
                 raise DataError(f'{kind} {root / rel} not found (listed at {entry.where}); is '
                                 f'data_root {root} the dataset folder that holds the images '
                                 'and masks of this split?')
+
+
+def _by_image(entries: list[SplitEntry]) -> dict[str, SplitEntry]:
+    return {os.path.normpath(e.image): e for e in reversed(entries)}   # first occurrence wins
+
+
+def check_overlaps(labeled: list[SplitEntry], val: list[SplitEntry],
+                   unlabeled: list[SplitEntry] | None = None) -> int:
+    """Refuse an image that is both labeled and validation (the mIoU would be inflated); count and
+    warn about labeled images also in the unlabeled list (the releases' lists exclude them).
+
+    Returns the number of labeled images that are also unlabeled. The official lists of every
+    built-in dataset have no overlap of either kind (tests/test_data_errors.py checks them).
+    """
+    labeled_images = _by_image(labeled)
+    val_images = _by_image(val)
+    both = [image for image in labeled_images if image in val_images]
+    if both:
+        first = both[0]
+        raise DataError(f'{len(both)} image(s) are both labeled and validation images, e.g. {first} '
+                        f'({labeled_images[first].where} and {val_images[first].where}); the validation '
+                        f'score would count training images: remove them from one of the lists')
+    if not unlabeled:
+        return 0
+    unlabeled_images = _by_image(unlabeled)
+    shared = [image for image in labeled_images if image in unlabeled_images]
+    if shared:
+        first = shared[0]
+        logger.warning('%d labeled image(s) are also in the unlabeled list, e.g. %s (%s and %s); the releases '
+                       'exclude labeled images from the unlabeled list', len(shared), first,
+                       labeled_images[first].where, unlabeled_images[first].where)
+    return len(shared)

@@ -18,7 +18,7 @@ from semiseg.data.datasets import DATASETS, dataset_info
 from semiseg.data.errors import DataError
 from semiseg.engine.options import check_options
 from semiseg.methods.registry import method_info
-from semiseg.utils.labels import IGNORE_INDEX
+from semiseg.utils.labels import IGNORE_INDEX, MAX_CLASSES, UNLABELED_PAD
 from semiseg.utils.names import model_stem
 
 from .naming import CLASS_FILTERS, override_suffix, run_name
@@ -231,6 +231,9 @@ def validate_config(cfg: dict[str, Any], lookup_method=method_info) -> None:
     model_stem(str(cfg['model']))
     for key in ('crop_size', 'batch_size', 'n_gpus', 'n_nodes', 'nclass'):
         positive_int(key)
+    if cfg['nclass'] > MAX_CLASSES:
+        raise ValueError(f'nclass={cfg["nclass"]} collides with the reserved label ids {UNLABELED_PAD} (padding) '
+                         f'and {IGNORE_INDEX} (ignore): at most {MAX_CLASSES} classes are supported')
     positive_int('epochs', allow_none=True)
     positive_int('iters', allow_none=True)
     if cfg.get('epochs') is None and cfg.get('iters') is None:
