@@ -350,7 +350,8 @@ def test_verify_reports_missing_file_wrong_size_and_bad_id(tmp_path, capsys):
     assert 'mask ann/2.png is 8x5, its image img/2.jpg 8x6' in out
     assert 'mask ann/3.png holds invalid label ids [3]' in out
     assert 'splits/2/labeled.txt: 1/2 entries complete' in out
-    assert 'splits/2/unlabeled.txt: 0/2 entries complete' in out and '3 problem(s)' in out
+    assert 'splits/2/unlabeled.txt: 0/2 entries complete' in out
+    assert '3 problem(s): 1 missing images, 1 masks of another size, 1 masks with invalid ids' in out
 
 
 def test_verify_checks_official_counts_and_raw_ade_ids(ade_zip, tmp_path, capsys):

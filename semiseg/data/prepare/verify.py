@@ -7,6 +7,7 @@ every problem; `verify_dataset` returns it, the CLI exits non-zero when it is no
 """
 from __future__ import annotations
 
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,11 @@ class VerifyReport:
     folder: Path
     lists: list[ListReport] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    kinds: Counter = field(default_factory=Counter)   # problems per kind, for the summary line
+
+    def add(self, kind: str, text: str) -> None:
+        self.kinds[kind] += 1
+        self.problems.append(text)
 
     @property
     def ok(self) -> bool:
@@ -50,7 +56,8 @@ class VerifyReport:
         out += [f'  {p}' for p in self.problems[:limit]]
         if len(self.problems) > limit:
             out.append(f'  ... and {len(self.problems) - limit} more problems')
-        out.append(f'{self.folder}: ' + ('OK' if self.ok else f'{len(self.problems)} problem(s)'))
+        summary = ', '.join(f'{n} {kind}' for kind, n in self.kinds.most_common())
+        out.append(f'{self.folder}: ' + ('OK' if self.ok else f'{len(self.problems)} problem(s): {summary}'))
         return out
 
 
@@ -62,8 +69,8 @@ def valid_ids(info: DatasetInfo) -> np.ndarray:
     return ids
 
 
-def check_pair(args: tuple[Path, str, str | None, np.ndarray]) -> list[str]:
-    """The problems of one (image, mask) pair: missing, unreadable, sizes differ, invalid ids."""
+def check_pair(args: tuple[Path, str, str | None, np.ndarray]) -> list[tuple[str, str]]:
+    """The (kind, text) problems of one (image, mask) pair: missing, unreadable, sizes differ, invalid ids."""
     root, image, mask, valid = args
     problems = []
     size = None
@@ -71,28 +78,29 @@ def check_pair(args: tuple[Path, str, str | None, np.ndarray]) -> list[str]:
         with Image.open(root / image) as img:
             size = img.size
     except FileNotFoundError:
-        problems.append(f'missing image {image}')
+        problems.append(('missing images', f'missing image {image}'))
     except (OSError, ValueError, SyntaxError) as err:
-        problems.append(f'unreadable image {image}: {err}')
+        problems.append(('unreadable images', f'unreadable image {image}: {err}'))
     if mask is None:
         return problems
     try:
         with Image.open(root / mask) as m:
             if m.mode not in ('L', 'P'):
-                problems.append(f'mask {mask} has mode {m.mode}, not a single-channel label PNG')
+                problems.append(('masks not single-channel',
+                                 f'mask {mask} has mode {m.mode}, not a single-channel label PNG'))
                 return problems
             labels = np.array(m)
     except FileNotFoundError:
-        return problems + [f'missing mask {mask}']
+        return problems + [('missing masks', f'missing mask {mask}')]
     except (OSError, ValueError, SyntaxError) as err:
-        return problems + [f'unreadable mask {mask}: {err}']
+        return problems + [('unreadable masks', f'unreadable mask {mask}: {err}')]
     if size is not None and labels.shape != (size[1], size[0]):
-        problems.append(f'mask {mask} is {labels.shape[1]}x{labels.shape[0]}, its image {image} '
-                        f'{size[0]}x{size[1]}')
+        problems.append(('masks of another size', f'mask {mask} is {labels.shape[1]}x{labels.shape[0]}, '
+                         f'its image {image} {size[0]}x{size[1]}'))
     present = np.flatnonzero(np.bincount(labels.ravel(), minlength=256))
     bad = present[~valid[present]]
     if bad.size:
-        problems.append(f'mask {mask} holds invalid label ids {bad[:8].tolist()}')
+        problems.append(('masks with invalid ids', f'mask {mask} holds invalid label ids {bad[:8].tolist()}'))
     return problems
 
 
@@ -120,13 +128,13 @@ def verify_dataset(info: DatasetInfo, folder: Path, workers: int = 1) -> VerifyR
         entries_of[rel] = entries
         report.lists.append(ListReport(f'splits/{rel}', len(entries), official=official.get(rel)))
         if rel in official and official[rel] != len(entries):
-            report.problems.append(f'splits/{rel} has {len(entries)} entries, the official list '
-                                   f'{official[rel]}: re-fetch it with semiseg.tools.fetch_splits')
+            report.add('lists of another length', f'splits/{rel} has {len(entries)} entries, the official '
+                       f'list {official[rel]}: re-fetch it with semiseg.tools.fetch_splits')
     pairs = sorted({p for entries in entries_of.values() for p in entries}, key=lambda p: (p[0], p[1] or ''))
     valid = valid_ids(info)
     jobs = [(folder, image, mask, valid) for image, mask in pairs]
     bar = tqdm(total=len(jobs), desc=f'verify {info.name}', unit='pair', dynamic_ncols=True, disable=None)
-    bad_pairs: dict[tuple[str, str | None], list[str]] = {}
+    bad_pairs: dict[tuple[str, str | None], list] = {}
     try:
         if workers <= 1:
             results = map(check_pair, jobs)
@@ -136,7 +144,8 @@ def verify_dataset(info: DatasetInfo, folder: Path, workers: int = 1) -> VerifyR
         for pair, problems in zip(pairs, results):
             if problems:
                 bad_pairs[pair] = problems
-                report.problems += problems
+                for kind, text in problems:
+                    report.add(kind, text)
             bar.update()
     finally:
         bar.close()
