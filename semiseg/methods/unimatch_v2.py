@@ -48,6 +48,15 @@ def in_batch_cutmix(x: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
     return cutmix(x, x.flip(0), box)
 
 
+def ema_copy(model: nn.Module) -> nn.Module:
+    """The EMA teacher: a deep copy of the student that shares its frozen parameters (the VLM's
+    guidance encoder, a locked backbone). The release averages those too (`unimatch_v2.py`), but
+    the average of a parameter that never changes is that parameter (up to rounding), so the
+    teacher holds the student's tensors instead of a copy; `after_step` skips them."""
+    frozen = {id(p): p for p in model.parameters() if not p.requires_grad}
+    return copy.deepcopy(model, memo=frozen).eval().requires_grad_(False)
+
+
 class UniMatchV2(Method):
     """UniMatch V2's step; the EMA teacher lives here (see module docstring)."""
 
@@ -58,7 +67,7 @@ class UniMatchV2(Method):
         self.criterion_l = build_criterion(cfg['criterion'], head_loss(model))
         self.conf_thresh = float(cfg['conf_thresh'])
         self.ema_decay = float(cfg['ema_decay'])
-        self.teacher = copy.deepcopy(unwrap(model)).eval().requires_grad_(False)
+        self.teacher = ema_copy(unwrap(model))
         self.lam = cfg.get('maskclip_consistency_lambda', 0)
         self.use_mcc = mcc_enabled(self.lam)
         if self.use_mcc and not getattr(unwrap(model), 'has_guidance', False):
@@ -115,7 +124,7 @@ class UniMatchV2(Method):
         """EMA update with lam = min(1 - 1 / (it + 1), ema_decay) (0 at it 0: a copy of the student)."""
         lam = min(1.0 - 1.0 / (ctx.iteration + 1), self.ema_decay)
         student = unwrap(self.model)
-        pairs = list(zip(self.teacher.parameters(), student.parameters()))
+        pairs = [(t, s) for t, s in zip(self.teacher.parameters(), student.parameters()) if t is not s]
         pairs += [(t, s) for t, s in zip(self.teacher.buffers(), student.buffers()) if t.is_floating_point()]
         teacher = [t for t, _ in pairs]
         torch._foreach_mul_(teacher, lam)           # one kernel per group of tensors, not two per tensor

@@ -42,21 +42,12 @@ def complementary_masks(pairs: int, channels: int, keep_ratio: float = 0.5) -> t
     m1 = 2 * Bernoulli(0.5), m2 = 2 - m1; `int(pairs * keep_ratio)` pairs, chosen by
     `randperm(pairs)`, stay unperturbed (1). Drawn on the CPU from torch's global generator.
     """
-    return complementary_masks_per_width(pairs, [channels], keep_ratio)[0]
-
-
-def complementary_masks_per_width(pairs: int, widths: list[int], keep_ratio: float = 0.5) -> list[torch.Tensor]:
-    """`complementary_masks` for feature maps of different widths: one (2*pairs, width) mask each,
-    with the same unperturbed pairs for all (one `randperm` after the Bernoulli draws)."""
-    m1s = [torch.distributions.Binomial(probs=0.5).sample((pairs, w)) * 2.0 for w in widths]
+    m1 = torch.distributions.Binomial(probs=0.5).sample((pairs, channels)) * 2.0
+    m2 = 2.0 - m1
     kept = torch.randperm(pairs)[:int(pairs * keep_ratio)]
-    masks = []
-    for m1 in m1s:
-        m2 = 2.0 - m1
-        m1[kept] = 1.0
-        m2[kept] = 1.0
-        masks.append(torch.cat((m1, m2)))
-    return masks
+    m1[kept] = 1.0
+    m2[kept] = 1.0
+    return torch.cat((m1, m2))
 
 
 def apply_channel_mask(feats: Sequence[torch.Tensor], mask: torch.Tensor) -> list[torch.Tensor]:
@@ -68,4 +59,18 @@ def apply_channel_mask(feats: Sequence[torch.Tensor], mask: torch.Tensor) -> lis
                              f'{tuple(f.shape)}; complementary dropout needs equal channels everywhere')
         m = mask.to(device=f.device, dtype=f.dtype)
         out.append(f * m.reshape(*m.shape, *([1] * (f.dim() - 2))))
+    return out
+
+
+def apply_shared_channel_mask(feats: Sequence[torch.Tensor], mask: torch.Tensor) -> list[torch.Tensor]:
+    """One (B, D) mask for feature maps of widths C <= D: each map takes the mask's first C
+    channels. With equal widths this is `apply_channel_mask` (UniMatch V2: the same mask at every
+    level); narrower maps keep the same draws, so their pairs stay complementary and the same
+    pairs stay unperturbed."""
+    out = []
+    for f in feats:
+        if f.shape[0] != mask.shape[0] or f.shape[1] > mask.shape[1]:
+            raise ValueError(f'channel mask {tuple(mask.shape)} does not fit a feature map of shape '
+                             f'{tuple(f.shape)}; draw the mask for the widest map')
+        out.extend(apply_channel_mask([f], mask[:, :f.shape[1]]))
     return out

@@ -15,7 +15,7 @@ from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
 
 from semiseg.models.backbones.maskclip_vit import MaskClipVisionTransformer, freeze_for_spatial_finetuning
-from semiseg.models.perturb import apply_channel_mask, complementary_masks_per_width, dropout_copies
+from semiseg.models.perturb import apply_shared_channel_mask, complementary_masks, dropout_copies
 from semiseg.models.weights import clip_backbone_state_dict
 from semiseg.utils.imaging import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
 from semiseg.utils.labels import IGNORE_INDEX
@@ -197,13 +197,14 @@ class VLMSegmentor(SegmentorCommon, EncoderDecoder):
 
     def _complementary_dropout(self, x: list) -> list:
         """UniMatch V2's complementary channel dropout on every feature map of cat(s1, s2) (our
-        combination, experiment 65): maps of different widths get masks of their own widths, the
-        unperturbed pairs are shared; the global embedding stays as it is."""
+        combination, experiment 65): one mask for all maps, as `DPT.forward` multiplies one mask
+        onto its four levels; drawn for the widest map, narrower maps (a conv encoder's) take its
+        first channels. The global embedding stays as it is."""
         (feats, glob), text, conv = x
         maps = list(feats) + list(conv or ())
         pairs = maps[0].shape[0] // 2
-        masks = complementary_masks_per_width(pairs, [f.shape[1] for f in maps], self.comp_drop_keep_ratio)
-        maps = [apply_channel_mask([f], m)[0] for f, m in zip(maps, masks)]
+        mask = complementary_masks(pairs, max(f.shape[1] for f in maps), self.comp_drop_keep_ratio)
+        maps = apply_shared_channel_mask(maps, mask)
         feats, conv = tuple(maps[:len(feats)]), (tuple(maps[len(feats):]) if conv is not None else None)
         return [[feats, glob], text, conv]
 
