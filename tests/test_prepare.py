@@ -364,3 +364,13 @@ def test_verify_checks_official_counts_and_raw_ade_ids(ade_zip, tmp_path, capsys
     text = capsys.readouterr().out
     assert 'splits/val.txt: 1/1 entries complete (official 2000)' in text     # ids 0..150 are valid for ade
     assert 'splits/val.txt has 1 entries, the official list 2000' in text
+
+
+def test_another_release_is_named_before_writing(tmp_path, capsys):
+    src = tmp_path / 'src'
+    src.mkdir()
+    write_zip(src / 'ADEChallengeData2016.zip', {'ADE20K_2021_17_01/images/ADE/training/a.jpg': jpeg(4, 4)})
+    assert prepare_tool.main(['ade20k', '--from', str(src), '--data-root', str(tmp_path / 'data')]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'ADEChallengeData2016.zip: no images/training/*.jpg in it' in err[0]
+    assert not (tmp_path / 'data').exists()
