@@ -59,6 +59,7 @@ from .logging_utils import (
 )
 from .runlock import RunLock
 from .signals import clear_stop, stop_reason, stop_requested, stop_signal_handlers
+from .step import train_step
 from .tensorboard import TensorBoard
 
 logger = logging.getLogger(__name__)
@@ -320,8 +321,8 @@ class Trainer:
 
     def _to_device(self, batch: dict) -> dict:
         """The batch (named by the data layer) with its tensors on the training device."""
-        nb = self.device.type == 'cuda'
-        return {k: v.to(self.device, non_blocking=nb) if torch.is_tensor(v) else v for k, v in batch.items()}
+        from .loaders import batch_to_device
+        return batch_to_device(batch, self.device, self.cfg)
 
     def _autocast(self):
         return autocast(self.precision, self.device)
@@ -329,24 +330,11 @@ class Trainer:
     def _step(self, batch: dict, it: int, epoch: int, want_visuals: bool):
         ctx = StepContext(iteration=it, total_iters=self.plan.total_iters, epoch=epoch,
                           want_visuals=want_visuals, max_visuals=int(option(self.cfg, 'max_debug_images')))
-        with self._autocast():
-            result = self.method.step(batch, ctx)
-        losses = {k: v.float() for k, v in result.losses.items()}
-        missing = set(losses) ^ set(result.weights)
-        if missing:
-            raise ValueError(f'method {self.cfg.get("method")!r} returned losses {sorted(losses)} but weights '
-                             f'{sorted(result.weights)}; every loss needs exactly one weight')
-        total = sum(float(result.weights[k]) * v for k, v in losses.items())
-        detached = {k: v.detach() for k, v in losses.items()}
+        result, total = train_step(self.method, self.optimizer, self.scheduler, batch, ctx, self.precision,
+                                   self.device)
         # no host sync here: finiteness is checked before every log line and every checkpoint
-        self._unchecked.append((it, epoch, total.detach(), detached))
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimizer.step()
-        self.method.after_step(ctx)
-        self.scheduler.step(it)
-        result.losses = detached
-        return result, total.detach()
+        self._unchecked.append((it, epoch, total, result.losses))
+        return result, total
 
     def _check_finite(self) -> None:
         """Fail at the first non-finite loss since the last check (at most `log_every` iterations

@@ -45,11 +45,11 @@ class StepResult:
     visuals: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def total(self) -> torch.Tensor:
-        """The loss the engine backpropagates: sum of weight * loss."""
+        """The loss the engine backpropagates (semiseg.engine.step): sum of weight * loss, in fp32."""
         if set(self.losses) != set(self.weights):
-            raise ValueError(f'losses {sorted(self.losses)} and weights {sorted(self.weights)} '
-                             'must have the same keys')
-        return sum(self.weights[k] * v for k, v in self.losses.items())
+            raise ValueError(f'the method returned losses {sorted(self.losses)} but weights {sorted(self.weights)}; '
+                             'every loss needs exactly one weight')
+        return sum(float(self.weights[k]) * v.float() for k, v in self.losses.items())
 
 
 def keep_visuals(tensors: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:

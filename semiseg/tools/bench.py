@@ -7,7 +7,7 @@
         [--out FILE.json] [--compare SETTING [SETTING ...]]
 
 What is measured (one process, one device):
-- train: one iteration as `semiseg.engine.trainer` runs it: `method.step` (under bf16 autocast
+- train: one iteration as training runs it (`semiseg.engine.step.train_step`): `method.step` (under bf16 autocast
   when asked), the weighted loss sum, `zero_grad` + `backward`, `optimizer.step` and the method's
   `after_step` (EMA teachers). The model is random-initialised (`pretrained=False`) with random
   unit-norm text embeddings of the rows the run needs, so no weights, text files or dataset are
@@ -68,6 +68,7 @@ from semiseg.engine.fastpath import (
     set_activation_checkpointing,
     set_channels_last,
 )
+from semiseg.engine.step import train_step
 from semiseg.utils.labels import IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
@@ -465,18 +466,8 @@ class TrainBench:
         with rec.span('data'):
             batch = self.source.next()
         rec.main_seen = False
-        with rec.span('step'):
-            with autocast(self.setting.precision, self.device):
-                result = self.method.step(batch, self.ctx)
-            losses = {k: v.float() for k, v in result.losses.items()}
-            total = sum(float(result.weights[k]) * v for k, v in losses.items())
-        with rec.span('backward'):
-            self.optimizer.zero_grad(set_to_none=True)
-            total.backward()
-        with rec.span('optimizer'):
-            self.optimizer.step()
-            if hasattr(self.method, 'after_step'):
-                self.method.after_step(self.ctx)
+        train_step(self.method, self.optimizer, None, batch, self.ctx, self.setting.precision, self.device,
+                   span=rec.span)
         synchronize(self.device)
         self.ctx = replace(self.ctx, iteration=self.ctx.iteration + 1)
         return time.perf_counter() - t0
