@@ -29,6 +29,14 @@ def derive_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
 
 
+def seed_sample(seed: int, stream: int, epoch: int, index: int) -> None:
+    """Seed python, numpy and torch's CPU generator for sample `index` of `epoch` in `stream`."""
+    s = derive_seed(seed, stream, epoch, index)
+    random.seed(s)
+    np.random.seed(s)
+    torch.random.default_generator.manual_seed(s)
+
+
 def seed_all(seed: int) -> None:
     """Seed python, numpy and torch (CPU and, via manual_seed, CUDA)."""
     random.seed(seed)
@@ -51,10 +59,7 @@ class SeededDataset(Dataset):
 
     def __getitem__(self, key: tuple[int, int]):
         epoch, index = key
-        s = derive_seed(self.seed, self.stream, epoch, index)
-        random.seed(s)
-        np.random.seed(s)
-        torch.random.default_generator.manual_seed(s)
+        seed_sample(self.seed, self.stream, epoch, index)
         return self.dataset[index]
 
 
@@ -102,6 +107,20 @@ class TrainLoaders:
             if self.loader_p is not None:
                 batch.update({f'{k}_o': v for k, v in parts[2].items()})
             yield batch
+
+
+def batch_to_device(batch: dict, device: torch.device, cfg: dict | None = None) -> dict:
+    """The batch (named by the data layer) with its tensors on the training device.
+
+    With the engine option `photometric_device`, image views arrive as uint8 and strong views with
+    their drawn parameters (`photo_<view>`): the photometric chain and the normalisation run on
+    `device` (`semiseg.data.device_photometric.finish_batch`) and the parameter keys are dropped."""
+    from semiseg.engine.options import option
+    if cfg is not None and option(cfg, 'photometric_device'):
+        from semiseg.data.device_photometric import finish_batch
+        return finish_batch(batch, device)
+    nb = device.type == 'cuda'
+    return {k: v.to(device, non_blocking=nb) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
 def process_cpus() -> int:

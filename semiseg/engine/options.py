@@ -54,6 +54,12 @@ OPTIONS: dict[str, Option] = {
                        choices=('none', 'linear')),
     'clip_weights': Option(None, 'local CLIP ViT-B/16 checkpoint (default: $SEMISEG_CLIP_WEIGHTS, the '
                            "release's pretrained/ViT-B-16.pt, else the open_clip download)", runtime=True),
+    'augment': Option('release', "augmentation kernels: 'release' (the release's pixels exactly) or 'fast' (the "
+                      'same draws with OpenCV / lookup kernels; semiseg/data/photometric.py)',
+                      choices=('release', 'fast')),
+    'photometric_device': Option(False, "the strong views' jitter, grayscale and blur as batched ops on the "
+                                 'training device, parameters drawn on the CPU (semiseg/data/device_photometric.py)',
+                                 choices=(True, False)),
 }
 ENGINE_OPTIONS: dict[str, Any] = {k: o.default for k, o in OPTIONS.items()}
 RUNTIME_OPTIONS = frozenset(k for k, o in OPTIONS.items() if o.runtime)

@@ -1,0 +1,126 @@
+"""photometric_device=true: parameters drawn on the CPU exactly as today, carried in the batch, applied
+as batched tensor ops; views match the CPU path within grey-level tolerance."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import default_collate
+
+from semiseg.data import device_photometric as dp
+from semiseg.data import photometric as ph
+from semiseg.data import transforms as tr
+from semiseg.data.semi_dataset import AugConfig, SemiDataset
+from semiseg.data.voc_like import _image, make_voc_like
+from semiseg.engine.loaders import batch_to_device, seed_sample
+
+torch.set_num_threads(1)
+STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+
+
+@pytest.fixture(scope='module')
+def voc(tmp_path_factory):
+    root = tmp_path_factory.mktemp('voc')
+    return root, make_voc_like(root, 6, size=(60, 80), seed=5)
+
+
+def test_parameter_statistics_over_many_draws():
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    params = torch.stack([ph.draw_strong_params().to_vector() for _ in range(4000)])
+    assert params.shape == (4000, ph.PARAM_DIM) and params.dtype == torch.float64
+    jit = params[params[:, 0] > 0]
+    assert abs(params[:, 0].mean() - 0.8) < 0.03 and abs(params[:, 9].mean() - 0.2) < 0.03
+    assert abs(params[:, 10].mean() - 0.5) < 0.03
+    for col, lo, hi in ((5, 0.5, 1.5), (6, 0.5, 1.5), (7, 0.5, 1.5), (8, -0.25, 0.25)):
+        v = jit[:, col]
+        assert lo <= v.min() and v.max() <= hi and abs(v.mean() - (lo + hi) / 2) < 0.02 * (hi - lo) * 2
+        assert abs(v.std() - (hi - lo) / 12 ** 0.5) < 0.02                       # uniform
+    assert all(sorted(row[1:5].tolist()) == [0, 1, 2, 3] for row in jit)         # permutations
+    sig = params[params[:, 10] > 0, 11]
+    assert 0.1 <= sig.min() and sig.max() <= 2.0 and abs(sig.mean() - 1.05) < 0.05
+    assert torch.equal(params[params[:, 10] == 0, 11], torch.zeros(int((params[:, 10] == 0).sum()),
+                                                                   dtype=torch.float64))
+
+
+def test_params_vector_round_trip():
+    random.seed(2), np.random.seed(2), torch.manual_seed(2)
+    for _ in range(50):
+        p = ph.draw_strong_params()
+        assert ph.StrongParams.from_vector(p.to_vector()) == p
+
+
+def test_device_dataset_carries_todays_draws(voc):
+    """The uint8 crop and the carried parameters, through the release kernels, give today's views bit for
+    bit: the CPU draws are unchanged by the switch."""
+    root, entries = voc
+    release = SemiDataset(root, entries, 'train_u', AugConfig(crop_size=64))
+    device = SemiDataset(root, entries, 'train_u', AugConfig(crop_size=64, photometric_device=True))
+    for i in range(len(entries)):
+        seed_sample(0, 1, 0, i)
+        ref = release[i]
+        seed_sample(0, 1, 0, i)
+        out = device[i]
+        assert list(out) == ['img_w', 'img_s1', 'img_s2', 'ignore', 'box1', 'box2', 'photo_img_s1', 'photo_img_s2']
+        assert out['img_w'].dtype == torch.uint8 and out['img_w'].shape == (3, 64, 64)
+        crop = out['img_w'].permute(1, 2, 0).numpy()
+        assert torch.equal(tr.normalize(crop), ref['img_w'])
+        for key in ('img_s1', 'img_s2'):
+            p = ph.StrongParams.from_vector(out['photo_' + key])
+            assert torch.equal(tr.normalize(ph.apply_strong_release(Image.fromarray(crop), p)), ref[key])
+        for key in ('ignore', 'box1', 'box2'):
+            assert torch.equal(out[key], ref[key])
+
+
+def test_finish_batch_close_to_cpu_path(voc):
+    """Batched device ops vs the release's PIL kernels on the same samples: within a grey level on
+    average, keys as the method asked (partner suffix too), float32 normalised."""
+    root, entries = voc
+    views = ('img_w', 'img_s1', 'img_s2', 'ignore')
+    release = SemiDataset(root, entries, 'train_u', AugConfig(crop_size=64), views=views)
+    device = SemiDataset(root, entries, 'train_u', AugConfig(crop_size=64, photometric_device=True), views=views)
+    refs, items = [], []
+    for epoch in range(4):
+        for i in range(len(entries)):
+            seed_sample(0, 2, epoch, i)
+            refs.append(release[i])
+            seed_sample(0, 2, epoch, i)
+            items.append(device[i])
+    ref, raw = default_collate(refs), default_collate(items)
+    raw = {**raw, **{f'{k}_o': v for k, v in raw.items()}}              # the loaders' partner naming
+    out = batch_to_device(raw, torch.device('cpu'), {'photometric_device': True})
+    assert sorted(out) == sorted(list(views) + [f'{v}_o' for v in views])
+    assert torch.equal(out['img_w'], ref['img_w'])                      # normalisation: same floats
+    for key in ('img_s1', 'img_s2', 'img_s1_o'):
+        assert out[key].dtype == torch.float32
+        diff = ((out[key] - ref[key.removesuffix('_o')]) * STD * 255).abs()
+        assert diff.mean() < 0.5 and diff.max() < 40, key
+    plain = batch_to_device(ref, torch.device('cpu'), {})
+    assert all(torch.equal(plain[k], ref[k]) for k in ref)
+
+
+def test_ops_match_pil_for_fixed_parameters():
+    """Each op alone on a batch, for fixed parameters: jitter ops and grayscale equal Pillow's to a grey
+    level (hue: rare float rounding); blur within 2 levels on average."""
+    rng = np.random.default_rng(7)
+    arrs = [_image(rng, 40, 56) for _ in range(4)]
+    x = torch.stack([torch.from_numpy(a).permute(2, 0, 1) for a in arrs]).float()
+    f = torch.tensor([0.5, 0.8, 1.2, 1.5])
+    h = torch.tensor([-0.25, -0.04, 0.1, 0.25])
+    sig = torch.tensor([0.1, 0.7, 1.3, 2.0])
+    cases = ((dp.brightness, f, lambda im, v: ph.TF.adjust_brightness(im, v), 0.0),
+             (dp.contrast, f, lambda im, v: ph.TF.adjust_contrast(im, v), 0.0),
+             (dp.saturation, f, lambda im, v: ph.TF.adjust_saturation(im, v), 0.0),
+             (dp.hue, h, lambda im, v: ph.TF.adjust_hue(im, v), 0.05),
+             (dp.blur, sig, lambda im, v: im.filter(ph.ImageFilter.GaussianBlur(radius=v)), 1.5))
+    for fn, values, pil, tol in cases:
+        y = fn(x.clone(), values)
+        for k, a in enumerate(arrs):
+            ref = np.asarray(pil(Image.fromarray(a), float(values[k]))).astype(np.float32)
+            d = np.abs(y[k].permute(1, 2, 0).numpy() - ref)
+            assert d.mean() <= tol, (fn.__name__, float(values[k]), d.mean())
+    gray = dp.luma(x)
+    for k, a in enumerate(arrs):
+        assert np.array_equal(gray[k, 0].numpy().astype(np.uint8), np.asarray(Image.fromarray(a).convert('L')))
