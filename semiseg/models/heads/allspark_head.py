@@ -66,6 +66,10 @@ class ChannelCrossAttentionMemory(nn.Module):
         self.memory_grid = memory_grid
         self.release_eval_batch_keys = release_eval_batch_keys
         self.release_per_rank_memory = release_per_rank_memory
+        # how ranks agree on the memory under DDP: 'all_gather' (the fix), 'rank0_broadcast' (what
+        # the release's DDP does to it), 'none' (the memory is process-local: a head that a
+        # DDP(broadcast_buffers=True) wrapper synchronises, as the release's)
+        self.memory_sync = 'rank0_broadcast' if release_per_rank_memory else 'all_gather'
         hidden = dim * num_heads
         for name in ('q_u', 'k_u', 'v_u', 'q_l2u', 'k_l2u', 'v_l2u'):
             setattr(self, name, nn.Linear(dim, hidden, bias=False))
@@ -156,9 +160,15 @@ class ChannelCrossAttentionMemory(nn.Module):
         """Group the unlabeled channels and write them FIFO into their classes' slots."""
         channel_cls = self.channel_grouping(emb_u, hw)
         self.last_channel_classes = channel_cls
-        if not self.release_per_rank_memory and dist.is_available() and dist.is_initialized() \
-                and dist.get_world_size() > 1:
-            emb_u, channel_cls = _all_gather_cat(emb_u), _all_gather_cat(channel_cls)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            if self.memory_sync == 'all_gather':
+                emb_u, channel_cls = _all_gather_cat(emb_u), _all_gather_cat(channel_cls)
+            elif self.memory_sync == 'rank0_broadcast':
+                # The release trains under DDP(broadcast_buffers=True): the forward after each
+                # grad-enabled one (the pseudo-label pass) copies rank 0's buffers to every rank;
+                # nothing writes the memory between that copy and this update.
+                dist.broadcast(self.kv_queue, 0)
+                dist.broadcast(self.queue_ptr, 0)
         written = [self.enqueue(emb_u[i], channel_cls[i]) for i in range(emb_u.shape[0])]
         self.last_written_index = torch.cat(written)
 
@@ -286,7 +296,9 @@ class AllSparkHead(nn.Module):
       the map is resized to the real stage-4 h x w.
     - `release_eval_batch_keys`: in eval mode every image attends to the keys of the whole batch
       (outputs depend on batch composition). Fixed: each image attends to its own keys (= batch 1).
-    - `release_per_rank_memory`: under DDP each rank enqueues only its own unlabeled channels.
+    - `release_per_rank_memory`: the release's DDP (`broadcast_buffers=True`) copies rank 0's
+      memory to every rank once per iteration (before the train forward), then each rank enqueues
+      only its own unlabeled channels, so rank r reads rank 0's memory plus its own last writes.
       Fixed: the channels and their classes are all-gathered first, so every rank writes the same
       rows in the same order and the memories stay identical.
     """
