@@ -17,9 +17,11 @@ from semiseg.data.datasets import DATASETS
 from semiseg.data.errors import DataError
 from semiseg.engine.runlock import lock_holder
 from semiseg.experiments import get_experiment, get_runs, list_experiments, with_overrides, with_world
+from semiseg.experiments.config import with_seed
+from semiseg.experiments.files import ExperimentFileError, FileExperiment
 from semiseg.experiments.io import generated_config_dir, load_config, save_experiment_configs
 from semiseg.experiments.overrides import OverrideError, parse_cfg_options
-from semiseg.experiments.registry import UnknownExperiment
+from semiseg.experiments.registry import UnknownExperiment, experiment_dirs_added
 from semiseg.experiments.selection import SPEC_HELP, RunSpecError, parse_run_spec
 from semiseg.launch.local import LaunchError
 from semiseg.launch.options import SlurmOptions, SlurmOptionsError
@@ -60,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--data-root', help='folder holding the datasets (default: $SEMISEG_DATA or ~/data)')
     p.add_argument('--launcher', default='local', choices=LAUNCHERS,
                    help='local: this machine; slurm: submitit jobs; debug: submitit in this process')
+    p.add_argument('--experiments', action='append', default=[], type=Path, metavar='DIR',
+                   help='a folder of experiment files (*.yaml, docs/experiments.md); repeatable; also '
+                        '$SEMISEG_EXPERIMENTS (os.pathsep list) and configs/experiments/')
+    p.add_argument('--seeds', help='repeat every selected run with these seeds: a list (0,1,2) or a count '
+                                   '(3 means 0,1,2); the repeats share one --results row')
     p.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
                    help='override config keys or engine options, e.g. epochs=2 optimizer.lr=1e-3')
     p.add_argument('--resume', action='store_true',
@@ -104,7 +111,8 @@ class Selection:
 
 def _print_experiments() -> None:
     for exp in list_experiments():
-        print(f'{exp.exp_id:>4}  {len(exp.runs):>3} runs  {exp.description}')
+        where = f'  ({exp.path})' if isinstance(exp, FileExperiment) else ''
+        print(f'{exp.exp_id:>4}  {len(exp.runs):>3} runs  {exp.description}{where}')
 
 
 def _print_datasets() -> None:
@@ -119,12 +127,20 @@ def _print_methods() -> None:
         print(f'  {info.name:<11} {info.description}')
 
 
-def _print_runs(exp_id: int, cfgs: list[dict[str, Any]]) -> None:
-    print(f'experiment {exp_id}: {get_experiment(exp_id).description}')
-    rows = [('run', 'dataset', 'split', 'method', 'GPUs', 'name')]
+def _shown(value: Any) -> str:
+    return f'{value:g}' if isinstance(value, float) else str(value).replace(' ', '')
+
+
+def _print_runs(exp_id: int, cfgs: list[dict[str, Any]], indices: list[int] | None = None) -> None:
+    exp = get_experiment(exp_id)
+    print(f'experiment {exp_id}: {exp.description}' + (f' ({exp.path})' if isinstance(exp, FileExperiment) else ''))
+    repeats = any('sweep' in c or 'seed' in c for c in cfgs)   # a file experiment, or --seeds
+    rows = [('run', 'dataset', 'split', 'method', 'GPUs') + (('seed', 'swept') if repeats else ()) + ('name',)]
     rows += [(str(i), c['dataset'], str(c['split']), c['method'],
-              f'{c["n_nodes"]}x{c["n_gpus"]}' if c['n_nodes'] != 1 else str(c['n_gpus']), c['name'])
-             for i, c in enumerate(cfgs)]
+              f'{c["n_nodes"]}x{c["n_gpus"]}' if c['n_nodes'] != 1 else str(c['n_gpus']))
+             + ((str(c.get('seed', 0)), ' '.join(f'{k}={_shown(v)}' for k, v in c.get('sweep', {}).items()) or '-')
+                if repeats else ()) + (c['name'],)
+             for i, c in zip(indices if indices is not None else range(len(cfgs)), cfgs)]
     widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]) - 1)]
     for row in rows:
         print('  '.join(v.ljust(w) for v, w in zip(row, widths)) + '  ' + row[-1])
@@ -155,7 +171,36 @@ def _select(args: argparse.Namespace) -> Selection:
             cfgs[k], warning = with_world(cfg, gpus, args.nodes)
             if warning:
                 log.warning('%s', warning)
+    if args.seeds is not None:
+        indices, cfgs = _with_seeds(indices, cfgs, parse_seeds(args.seeds))
     return Selection(args.exp, all_cfgs, indices, cfgs)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`--seeds`: '0,1,2' -> [0, 1, 2]; a single number is a count: '3' -> [0, 1, 2]."""
+    parts = [t.strip() for t in text.split(',')]
+    if not all(t.isdigit() for t in parts):
+        raise UsageError(f'--seeds {text!r}: give seeds as 0,1,2 or a count such as 3 (= 0,1,2)')
+    seeds = [int(t) for t in parts]
+    if len(parts) == 1:
+        if seeds[0] < 1:
+            raise UsageError('--seeds 0 repeats nothing; give a count >= 1 or a list such as 0,1,2')
+        return list(range(seeds[0]))
+    if len(set(seeds)) != len(seeds):
+        raise UsageError(f'--seeds {text!r} lists a seed twice')
+    return seeds
+
+
+def _with_seeds(indices: list[int], cfgs: list[dict[str, Any]], seeds: list[int]) -> tuple[list[int], list[dict]]:
+    """Every selected run once per seed (same run index); a config reached twice is kept once."""
+    out_indices, out_cfgs = [], []
+    for index, cfg in zip(indices, cfgs):
+        for seed in seeds:
+            seeded = with_seed(cfg, seed)
+            if seeded not in out_cfgs:
+                out_indices.append(index)
+                out_cfgs.append(seeded)
+    return out_indices, out_cfgs
 
 
 def _slurm_options(args: argparse.Namespace) -> SlurmOptions:
@@ -336,7 +381,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f'--ngpus must be at least 1, got {args.ngpus}')
     if args.list:
         try:
-            _print_runs(args.exp, get_runs(args.exp, args.data_root))
+            if args.seeds is None:
+                _print_runs(args.exp, get_runs(args.exp, args.data_root))
+            else:
+                all_cfgs = get_runs(args.exp, args.data_root)
+                indices, cfgs = _with_seeds(list(range(len(all_cfgs))), all_cfgs, parse_seeds(args.seeds))
+                _print_runs(args.exp, cfgs, indices)
         except UnknownExperiment as e:
             raise UsageError(e.args[0]) from None
         return 0
@@ -348,7 +398,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.results:
         from semiseg.launch.results import collect_results, format_results
-        print(format_results(collect_results(sel.exp_id, sel.cfgs, args.exp_root, sel.indices), args.format))
+        once = dict(zip(sel.indices, sel.cfgs))   # --seeds: the repeats of a run are one row
+        print(format_results(collect_results(sel.exp_id, list(once.values()), args.exp_root, list(once)), args.format))
         return 0
     slurm = _slurm_options(args) if args.launcher in ('slurm', 'debug') else None
     decisions = _decide(sel, args)
@@ -372,8 +423,9 @@ def main(argv: list[str] | None = None) -> int:
         from semiseg.engine.logging_utils import show_tracebacks
         show_tracebacks()
     try:
-        return run(args)
-    except (UsageError, RunSpecError, OverrideError, SlurmOptionsError, LaunchError) as e:
+        with experiment_dirs_added(args.experiments):
+            return run(args)
+    except (UsageError, RunSpecError, OverrideError, SlurmOptionsError, LaunchError, ExperimentFileError) as e:
         print(f'experiments.py: error: {e}', file=sys.stderr)
         return 2
     except (RunError, DataError, CheckpointError, OSError) as e:

@@ -9,7 +9,9 @@ method registry (`semiseg.methods.registry`); the name is read off the finished 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ import semiseg
 from semiseg.data.datasets import DATASETS, dataset_info
 from semiseg.data.errors import DataError
 from semiseg.engine.options import check_options
-from semiseg.methods.registry import method_info
+from semiseg.methods.registry import METHODS, method_info
 from semiseg.utils.labels import IGNORE_INDEX, MAX_CLASSES, UNLABELED_PAD
 from semiseg.utils.names import model_stem
 
@@ -30,6 +32,14 @@ DEFAULT_DATA_ROOT = '~/data'
 ZSW_STRIDE = 426
 OHEM_KWARGS = {'thresh': 0.7, 'min_kept': 200000}
 EPOCH_OVER = ('labeled', 'unlabeled')
+PRE_DROPOUT_PSEUDO_KEYS = ('use_fp', 'conf_mode', 'conf_thresh')
+# every key that belongs to some method (the block between `method` and `fp_rate`, disable_dropout aside)
+METHOD_KEYS = frozenset({*PRE_DROPOUT_PSEUDO_KEYS, 'pleval', 'epoch_over'}
+                        | {k for info in METHODS.values() for k in info.config_keys})
+# the AllSpark decoder's switch for its paper's supervised baseline (MiT + SegFormer head, no AllSpark
+# module: xmed-lab/AllSpark `model/semseg/semidec_base.py`, configs/*_baseline_sup.yaml)
+ALLSPARK_SWITCH = 'with_allspark'
+_HASH = re.compile(r'_h[0-9a-f]{6}$')
 
 
 def datasets_root(cli_value: str | None = None) -> str:
@@ -116,17 +126,12 @@ def build_config(p: RunParams, data_root: str | None = None) -> dict[str, Any]:
     cfg['pl_text'] = p.text_embedding_variant if p.pl_text == 'same' else p.pl_text
 
     cfg['method'] = p.method
-    keys = method_info(p.method).pseudo_label_keys
-    for key in ('use_fp', 'conf_mode', 'conf_thresh'):
-        if key in keys:
-            cfg[key] = getattr(p, key)
-    if not method_info(p.method).uses_unlabeled:
-        cfg['epoch_over'] = p.epoch_over
-    for key in method_info(p.method).config_keys:
+    before, after = method_block(p.method)
+    for key in before:
         cfg[key] = getattr(p, key)
     cfg['disable_dropout'] = p.disable_dropout
-    if 'pleval' in keys:
-        cfg['pleval'] = p.pleval
+    for key in after:
+        cfg[key] = getattr(p, key)
     cfg['fp_rate'] = p.fp_rate
     lam = p.maskclip_consistency_lambda
     cfg['maskclip_consistency_lambda'] = list(lam) if isinstance(lam, (list, tuple)) else lam
@@ -173,7 +178,99 @@ def build_config(p: RunParams, data_root: str | None = None) -> dict[str, Any]:
     cfg['name'] = run_name(cfg)
     cfg['version'] = semiseg.__version__
     cfg.update(p.options)
+    return fit_model_to_method(cfg)
+
+
+def method_block(method: str) -> tuple[list[str], list[str]]:
+    """The config keys `method` reads, in the release's order: (those before `disable_dropout`,
+    those after it). Raises ValueError for an unknown method."""
+    info = method_info(method)
+    before = [k for k in PRE_DROPOUT_PSEUDO_KEYS if k in info.pseudo_label_keys]
+    if not info.uses_unlabeled:
+        before.append('epoch_over')   # labeled-only: what an epoch iterates over
+    before += list(info.config_keys)
+    return before, ['pleval'] if 'pleval' in info.pseudo_label_keys else []
+
+
+def _param_defaults() -> dict[str, Any]:
+    return {f.name: f.default for f in dataclasses.fields(RunParams)
+            if f.default is not dataclasses.MISSING}
+
+
+def switch_method(cfg: dict[str, Any], method: str) -> dict[str, Any]:
+    """A copy of `cfg` trained with `method`: the old method's own keys leave, the new one's arrive
+    in the release's order (a value the config already had is kept, else the RunParams default),
+    and the model is fitted to the method (`fit_model_to_method`)."""
+    before, after = method_block(method)
+    defaults = _param_defaults()
+    src = copy.deepcopy(cfg)
+    out: dict[str, Any] = {}
+    for key, value in src.items():
+        if key in METHOD_KEYS:
+            continue
+        if key == 'method':
+            out['method'] = method
+            out.update((k, src.get(k, defaults[k])) for k in before)
+            continue
+        out[key] = value
+        if key == 'disable_dropout':
+            out.update((k, src.get(k, defaults[k])) for k in after)
+    return fit_model_to_method(out)
+
+
+def is_allspark_model(model: str) -> bool:
+    """Whether a model name is one of the AllSpark family's (mmseg.allspark-*: MiT + AllSpark decoder)."""
+    return str(model).replace('mmseg.', '').startswith('allspark')
+
+
+def _allspark_module_on(cfg: dict[str, Any]) -> bool:
+    head = (cfg.get('model_args') or {}).get('decode_head') or {}
+    return is_allspark_model(cfg['model']) and head.get(ALLSPARK_SWITCH, True) is not False
+
+
+def fit_model_to_method(cfg: dict[str, Any]) -> dict[str, Any]:
+    """`cfg` with the model variant its method trains (in place; returned).
+
+    The one such case: `supervised` on an AllSpark model trains the AllSpark paper's supervised
+    baseline, the same MiT encoder and SegFormer head without the AllSpark module (xmed-lab/AllSpark
+    `model/semseg/semidec_base.py`): `model_args.decode_head.with_allspark: false`. Any other method
+    gets the AllSpark module back (the switch is removed)."""
+    if not is_allspark_model(cfg.get('model', '')):
+        return cfg
+    model_args = cfg.setdefault('model_args', {})
+    head = model_args.get('decode_head')
+    if cfg.get('method') == 'supervised':
+        if not isinstance(head, dict):
+            head = model_args['decode_head'] = {}
+        head[ALLSPARK_SWITCH] = False
+    elif isinstance(head, dict) and head.get(ALLSPARK_SWITCH) is False:
+        del head[ALLSPARK_SWITCH]
+        if not head:
+            del model_args['decode_head']
     return cfg
+
+
+def method_model_problem(cfg: dict[str, Any]) -> str | None:
+    """Why `cfg['method']` cannot train `cfg['model']` (None when it can), said before anything runs."""
+    method, model = cfg['method'], str(cfg['model'])
+    allspark_on = _allspark_module_on(cfg)
+    if method == 'allspark' and not allspark_on:
+        return (f"method allspark needs the AllSpark decoder with its module (a model mmseg.allspark-*, "
+                f"without model_args.decode_head.{ALLSPARK_SWITCH}=false); {model} has none")
+    if allspark_on and method != 'allspark':
+        fix = ('set model_args.decode_head.with_allspark=false (the paper\'s supervised baseline: the SegFormer '
+               'head without the AllSpark module)' if method == 'supervised' else
+               'use method=allspark, or method=supervised for the paper\'s supervised baseline (MiT + SegFormer '
+               'head without the AllSpark module)')
+        return (f'method {method} cannot train {model}: the AllSpark decoder\'s train forward needs the allspark '
+                f'method\'s eval-mode logits of the unlabeled batch; {fix}')
+    lam = cfg.get('maskclip_consistency_lambda') or 0
+    guided = any(lam) if isinstance(lam, (list, tuple)) else lam != 0
+    if guided and method in ('semivl', 'unimatch_v2') and not (is_vision_language(model) and cfg.get('clip_encoder')):
+        return (f'maskclip_consistency_lambda is {lam!r} but {model} has no MaskCLIP guidance encoder (a '
+                'vision-language model mmseg.vlm-*/zegclip-* with clip_encoder set); set '
+                'maskclip_consistency_lambda=0')
+    return None
 
 
 def with_overrides(cfg: dict[str, Any], overrides: list[Override], data_root: str | None = None) -> dict[str, Any]:
@@ -184,7 +281,12 @@ def with_overrides(cfg: dict[str, Any], overrides: list[Override], data_root: st
     unless nclass is given. The name is read off the final config, plus `_h<hash>` for changed keys
     it cannot show exactly, so two different configs never share a name.
     """
-    out, changed = apply_overrides(cfg, overrides)
+    method_ovs = [ov for ov in overrides if ov.key == 'method']
+    base, changed = apply_overrides(cfg, method_ovs[-1:])
+    if changed:   # the new method's keys become valid before the other overrides are applied
+        base = switch_method(base, base['method'])
+    out, rest = apply_overrides(base, [ov for ov in overrides if ov.key != 'method'])
+    changed.update(rest)
     if not changed:
         return out
     given = {ov.key for ov in overrides}
@@ -198,9 +300,36 @@ def with_overrides(cfg: dict[str, Any], overrides: list[Override], data_root: st
         rzl = out['dataset'] in DATASETS and DATASETS[out['dataset']].reduce_zero_label
         out = _set_after(out, 'nclass', 'reduce_zero_label', True) if rzl else \
             {k: v for k, v in out.items() if k != 'reduce_zero_label'}
-    out['name'] = run_name(out) + override_suffix(changed)
+    out['name'] = renamed(cfg, out, changed)
     validate_config(out)
     return out
+
+
+def with_seed(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
+    """`cfg` repeated with another `seed` (the engine option): the name gets `_s<seed>`, nothing else
+    changes. Seed 0, the default, leaves no `seed` key, so seed 0 of a sweep is the plain run."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f'a seed must be a whole number >= 0, got {seed!r}')
+    if seed == cfg.get('seed', 0):
+        return cfg
+    out = with_overrides(cfg, [Override('seed', str(seed), seed)])
+    if seed == 0:
+        out.pop('seed')
+    return out
+
+
+def renamed(old: dict[str, Any], new: dict[str, Any], changed: dict[str, Any]) -> str:
+    """The name of `new` (= `old` with `changed`): read off the config, then `_s<seed>` for a seed other
+    than 0, then the `_h<hash>` of the changed keys the name cannot show (naming.override_suffix),
+    combined with `old`'s own hash, so overrides applied in steps (an experiment file, then
+    --cfg-options, then --seeds or --ngpus) never lose one and a seed never enters the hash."""
+    hidden = {k: v for k, v in changed.items() if k != 'seed'}
+    before = _HASH.search(str(old.get('name', '')))
+    if before and override_suffix(hidden):
+        hidden = {'_after': before.group(0), **hidden}
+    suffix = override_suffix(hidden) or (before.group(0) if before else '')
+    seed = new.get('seed', 0)
+    return run_name(new) + (f'_s{seed}' if seed else '') + suffix
 
 
 def _set_after(cfg: dict[str, Any], anchor: str, key: str, value: Any) -> dict[str, Any]:
@@ -229,6 +358,9 @@ def validate_config(cfg: dict[str, Any], lookup_method=method_info) -> None:
 
     lookup_method(cfg['method'])
     model_stem(str(cfg['model']))
+    problem = method_model_problem(cfg) if cfg['method'] in METHODS else None   # (tests: stand-in methods)
+    if problem:
+        raise ValueError(problem)
     for key in ('crop_size', 'batch_size', 'n_gpus', 'n_nodes', 'nclass'):
         positive_int(key)
     if cfg['nclass'] > MAX_CLASSES:
@@ -276,7 +408,7 @@ def with_world(cfg: dict[str, Any], n_gpus: int | None = None, n_nodes: int | No
     if scaled:
         holder['lr'] = old_lr * actual / configured
     changed = {'n_gpus': new_gpus, 'n_nodes': new_nodes, **({'lr': holder['lr']} if scaled else {})}
-    out['name'] = run_name(out) + override_suffix({k: v for k, v in changed.items() if k == 'lr'})
+    out['name'] = renamed(cfg, out, {k: v for k, v in changed.items() if k == 'lr'})
     lr_note = (f'the learning rate is scaled linearly to {holder["lr"]:.3g}' if scaled else
                f'the learning rate stays {old_lr:.3g} (--cfg-options scale_lr=linear scales it to '
                f'{old_lr * actual / configured:.3g}, the linear rule)')

@@ -11,6 +11,7 @@ release switches), which the model's constructor checks.
 from __future__ import annotations
 
 import copy
+import difflib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import yaml
 
 from semiseg.engine.options import ENGINE_OPTIONS, OPTIONS
+from semiseg.methods.registry import METHODS
 from semiseg.utils.safe_yaml import LimitedLoader, load_yaml_text
 
 FREE_FORM = 'model_args'   # deep-merged into the model config: new nested keys are allowed
@@ -75,6 +77,34 @@ def parse_cfg_options(items: list[str]) -> list[Override]:
         except OverrideError as e:
             raise OverrideError(f'--cfg-options {item!r}: {e}') from None
     return parsed
+
+
+def overrides_from_mapping(values: dict[str, Any], prefix: str = '') -> list[Override]:
+    """Overrides from an already-parsed YAML mapping (an experiment file's `set`, a `runs` entry, a grid
+    point): nested mappings become dotted keys (`{optimizer: {lr: 1e-3}}` is `optimizer.lr`)."""
+    out: list[Override] = []
+    for key, value in values.items():
+        dotted = f'{prefix}{key}'
+        if isinstance(value, dict) and value:
+            out += overrides_from_mapping(value, dotted + '.')
+        else:
+            text = value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip()
+            out.append(Override(dotted, text.removesuffix('\n...').strip(), value))
+    return out
+
+
+def nearest(word: str, choices: list[str]) -> str:
+    """'; did you mean X?' for the closest of `choices` (difflib), or ''."""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ''
+
+
+def _method_hint(key: str) -> str:
+    owners = [m.name for m in METHODS.values() if key in m.config_keys or key in m.pseudo_label_keys
+              or (key == 'epoch_over' and not m.uses_unlabeled)]
+    if not owners:
+        return ''
+    return f' ({key} is read by method {" / ".join(owners)}: set method={owners[0]} in the same overrides)'
 
 
 def _unquoted(text: str) -> str:
@@ -153,7 +183,9 @@ def apply_overrides(cfg: dict[str, Any], overrides: list[Override]) -> tuple[dic
             if part not in node:
                 choices = list(node) + ([k for k in ENGINE_OPTIONS if k not in node] if depth == 0 else [])
                 scope = f'under {where!r}' if where else 'in the config or the engine options'
-                raise OverrideError(f'unknown config key {ov.key!r}; valid keys {scope}: {", ".join(choices)}')
+                hint = _method_hint(ov.key) if depth == 0 else ''
+                raise OverrideError(f'unknown config key {ov.key!r}{hint or nearest(part, choices)}; valid keys '
+                                    f'{scope}: {", ".join(choices)}')
             if depth == len(parts) - 1:
                 value = coerce(ov.key, node[part], ov)
                 if value != node[part]:
