@@ -188,7 +188,8 @@ def _file_runs(exp: FileExperiment, data_root: str | None) -> list[dict[str, Any
                 cfg = with_seed(cfg, run.seed)
         except ValueError as err:   # OverrideError too: an unknown key, a wrong type, a refused method
             swept = ', '.join(f'{k}={v}' for k, v in run.values if k in run.sweep)
-            raise ExperimentFileError(f'{exp.path}: run {index}{f" ({swept})" if swept else ""}: {err}') from None
+            what = str(err).removeprefix('--cfg-options ')   # the file's keys, not the command line's
+            raise ExperimentFileError(f'{exp.path}: run {index}{f" ({swept})" if swept else ""}: {what}') from None
         cfg['exp'] = exp.exp_id
         cfgs.append(_set_after(cfg, 'name', 'sweep', {k: _dotted(cfg, k) for k in run.sweep}))
     return cfgs
