@@ -74,6 +74,9 @@ def test_runs_are_runs_x_grid_x_seeds_in_file_order(clean_env):
     names = [c['name'] for c in cfgs]
     assert len(set(names)) == 8 and names[1] == names[0] + '_s1'                  # lr 1e-3: the base's
     assert '_h' in names[2] and names[3] == names[2].replace('_h', '_s1_h')        # seed shown, hash shared
+    later = with_overrides(cfgs[5], parse_cfg_options(['optimizer.lr=5e-3', 'method=fixmatch']))
+    assert later['sweep'] == {'optimizer.lr': 5e-3, 'conf_thresh': 0.9}           # the record follows --cfg-options
+    assert later['name'] != cfgs[5]['name'] and '_s1_h' in later['name']
 
 
 BAD_FILES = [

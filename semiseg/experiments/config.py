@@ -301,8 +301,23 @@ def with_overrides(cfg: dict[str, Any], overrides: list[Override], data_root: st
         out = _set_after(out, 'nclass', 'reduce_zero_label', True) if rzl else \
             {k: v for k, v in out.items() if k != 'reduce_zero_label'}
     out['name'] = renamed(cfg, out, changed)
+    if isinstance(out.get('sweep'), dict):   # a file run's record stays true to its config
+        out['sweep'] = {k: v for k, v in ((k, _dotted_get(out, k)) for k in out['sweep']) if v is not _MISSING}
     validate_config(out)
     return out
+
+
+_MISSING = object()
+
+
+def _dotted_get(cfg: dict[str, Any], key: str) -> Any:
+    """cfg's value at a dotted key, or _MISSING."""
+    node: Any = cfg
+    for part in key.split('.'):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
 
 
 def with_seed(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
