@@ -2,7 +2,12 @@
 
 Each table lists a release config value next to where our run config (what `experiments.py --exp E
 --run R --dry-run` writes) or the model config holds it. Values from LiheYoung/UniMatch
-`configs/*.yaml`, xmed-lab/AllSpark `configs/*_allspark.yaml`, LiheYoung/UniMatch-V2 `configs/*.yaml`.
+`configs/*.yaml`, xmed-lab/AllSpark `configs/*_allspark.yaml`, LiheYoung/UniMatch-V2 `configs/*.yaml`;
+for runs made from a yaml with a changed backbone or crop, the config the release's training log
+prints: UniMatch `training-logs/Pascal-VOC-2012/U2PL-Split-Size513/ResNet-101/1_16.log` (exp 33),
+UniMatch V2 `training-logs/table08-{pascal,ade20k}_unimatch_v2_*_dinov2_large.log` (exps 60/63
+runs 10-14, with `model_configs['large']` of `unimatch_v2.py`). UniMatch's README Cityscapes
+ResNet-50 row is cityscapes.yaml with `backbone: resnet50` (exp 31 runs 4-7).
 """
 from __future__ import annotations
 
@@ -24,6 +29,17 @@ UNIMATCH = {
     (32, 0): {'dataset': 'coco', 'nclass': 81, 'crop_size': 513, 'epochs': 30, 'batch_size': 2, 'lr': 0.004,
               'lr_multi': 10.0, 'criterion': {'name': 'CELoss', 'kwargs': {'ignore_index': 255}},
               'conf_thresh': 0.95, 'backbone': 'xception', 'split': '1_512'},
+    (31, 4): {'dataset': 'cityscapes', 'nclass': 19, 'crop_size': 801, 'epochs': 240, 'batch_size': 2, 'lr': 0.005,
+              'lr_multi': 1.0, 'criterion': {'name': 'OHEM', 'kwargs': {'ignore_index': 255, 'thresh': 0.7,
+                                                                        'min_kept': 200000}},
+              'conf_thresh': 0, 'backbone': 'resnet50', 'replace_stride_with_dilation': [False, False, True],
+              'dilations': [6, 12, 18], 'split': '1_16', 'ngpus': 4},
+    (31, 7): {'backbone': 'resnet50', 'split': '1_2'},
+    (33, 0): {'dataset': 'pascal', 'nclass': 21, 'crop_size': 513, 'epochs': 80, 'batch_size': 4, 'lr': 0.001,
+              'lr_multi': 10.0, 'criterion': {'name': 'CELoss', 'kwargs': {'ignore_index': 255}},
+              'conf_thresh': 0.95, 'backbone': 'resnet101', 'replace_stride_with_dilation': [False, False, True],
+              'dilations': [6, 12, 18], 'split': 'u2pl_1_16', 'ngpus': 2},
+    (33, 2): {'split': 'u2pl_1_4', 'crop_size': 513, 'batch_size': 4, 'ngpus': 2},
 }
 ALLSPARK = {
     (50, 0): {'dataset': 'pascal', 'nclass': 21, 'crop_size': 513, 'epochs': 80, 'batch_size': 2, 'lr': 0.001,
@@ -53,9 +69,20 @@ UNIMATCH_V2 = {   # the yamls name dinov2_small; run 0 of each experiment is DIN
     (63, 0): {'dataset': 'ade20k', 'nclass': 150, 'crop_size': 518, 'epochs': 60, 'batch_size': 2, 'lr': 5e-6,
               'lr_multi': 40.0, 'conf_thresh': 0.95, 'backbone': 'dinov2_small', 'lock_backbone': False,
               'split': '1_64'},
+    (60, 10): {'dataset': 'pascal', 'nclass': 21, 'crop_size': 518, 'epochs': 60, 'batch_size': 4, 'lr': 5e-6,
+               'lr_multi': 40.0, 'criterion': {'name': 'CELoss', 'kwargs': {'ignore_index': 255}},
+               'conf_thresh': 0.95, 'backbone': 'dinov2_large', 'lock_backbone': False, 'split': '92', 'ngpus': 4,
+               'features': 256, 'out_channels': [256, 512, 1024, 1024]},
+    (60, 14): {'backbone': 'dinov2_large', 'split': '1464'},
+    (63, 10): {'dataset': 'ade20k', 'nclass': 150, 'crop_size': 518, 'epochs': 60, 'batch_size': 2, 'lr': 5e-6,
+               'lr_multi': 40.0, 'criterion': {'name': 'CELoss', 'kwargs': {'ignore_index': 255}},
+               'conf_thresh': 0.95, 'backbone': 'dinov2_large', 'lock_backbone': False, 'split': '1_64', 'ngpus': 4,
+               'features': 256, 'out_channels': [256, 512, 1024, 1024]},
+    (63, 14): {'backbone': 'dinov2_large', 'split': '1_4'},
 }
-BACKBONES = {'resnet101': ('DeepStemResNet', 101), 'xception': ('AlignedXception', None),
-             'dinov2_small': ('DINOv2ViT', 'small'), 'dinov2_base': ('DINOv2ViT', 'base')}
+BACKBONES = {'resnet101': ('DeepStemResNet', 101), 'resnet50': ('DeepStemResNet', 50),
+             'xception': ('AlignedXception', None), 'dinov2_small': ('DINOv2ViT', 'small'),
+             'dinov2_base': ('DINOv2ViT', 'base'), 'dinov2_large': ('DINOv2ViT', 'large')}
 
 
 def ours(cfg: dict, key: str):
@@ -76,8 +103,12 @@ def ours(cfg: dict, key: str):
         return list(head['dilations'])
     if key == 'image_size':   # AllSpark's decoder works at the crop (semiseg.models.builder)
         return cfg['crop_size']
-    if key in ('num_heads', 'embedding_dim'):
+    if key in ('num_heads', 'embedding_dim', 'features'):
         return head[key]
+    if key == 'out_channels':
+        return list(head[key])
+    if key == 'ngpus':
+        return cfg['n_gpus']
     if key == 'in_planes':
         return head['in_channels']
     return cfg[key]
@@ -100,11 +131,13 @@ def test_release_yaml_value(exp, run, key, release):
 def test_run_order_and_names():
     assert [c['split'] for c in get_runs(50)] == ['92', '183', '366', '732', '1464']
     v2 = get_runs(60)
-    assert [c['model'] for c in v2] == ['mmseg.dpt-dinov2s'] * 5 + ['mmseg.dpt-dinov2b'] * 5
+    assert [c['model'] for c in v2] == ['mmseg.dpt-dinov2s'] * 5 + ['mmseg.dpt-dinov2b'] * 5 + ['mmseg.dpt-dinov2l'] * 5
+    assert [c['model'] for c in get_runs(63)][10:] == ['mmseg.dpt-dinov2l'] * 5
+    assert [c['model'] for c in get_runs(31)] == ['mmseg.dlv3p-r101'] * 4 + ['mmseg.dlv3p-r50'] * 4
     assert v2[0]['name'] == 'voc-92-518_dpt-dinov2s_um2-095-ce-uce_adamw-5e-06-hm401x4x4-ep60_eor14'
     assert get_runs(30)[0]['name'] == 'voc-92-321_dlv3p-r101_um-095-plev-ce-uce_org-1e-03_eor'
     assert get_runs(50)[0]['name'] == 'voc-92-513_allspark-mitb5_asp-ce-uce_org-1e-03_eor'
     assert get_runs(61)[0]['eval_mode'] == 'shifted_sliding_window' and 'eval_size_multiple' not in get_runs(61)[0]
-    for exp in (30, 31, 32, 50, 51, 52, 53, 60, 61, 62, 63, 65):
+    for exp in (30, 31, 32, 33, 50, 51, 52, 53, 60, 61, 62, 63, 65):
         names = [c['name'] for c in get_runs(exp)]
         assert len(set(names)) == len(names), exp

@@ -39,10 +39,11 @@ BASE_URLS = {
 # fetched unverified (with a warning).
 COCO_SPLITS = ('1_512', '1_256', '1_128', '1_64', '1_32')
 BLENDED_SPLITS = ('1_16', '1_8', '1_4', '1_2')   # VOC "blended" (of train_aug): UniMatch; 1_2 AllSpark's
+U2PL_SPLITS = ('u2pl_1_16', 'u2pl_1_8', 'u2pl_1_4')   # VOC blended, U2PL's lists (UniMatch, crop-513 runs)
 ADE20K_SPLITS = ('1_64', '1_32', '1_16', '1_8', '1_4', '1_2')
 UNVERIFIED = {
     'coco': tuple(f'{s}/unlabeled.txt' for s in COCO_SPLITS),
-    'pascal': tuple(f'{s}/{f}.txt' for s in BLENDED_SPLITS for f in ('labeled', 'unlabeled')),
+    'pascal': tuple(f'{s}/{f}.txt' for s in BLENDED_SPLITS + U2PL_SPLITS for f in ('labeled', 'unlabeled')),
     'ade20k': tuple(f'{s}/{f}.txt' for s in ADE20K_SPLITS for f in ('labeled', 'unlabeled')) + ('val.txt',),
 }
 # where a file lives when not under its dataset's base URL

@@ -77,7 +77,8 @@ TOY_CLASSES = ('background', 'disk', 'square', 'triangle', 'ring')  # semiseg.da
 
 DATASETS: dict[str, DatasetInfo] = {d.name: d for d in (
     DatasetInfo('pascal', 'voc', tuple(defs.PASCAL_CLASS_NAMES), voc_palette(), text_prefix='voc12_wbg',
-                abbrev='voc', splits=('92', '183', '366', '732', '1464', '1_16', '1_8', '1_4', '1_2'),
+                abbrev='voc', splits=('92', '183', '366', '732', '1464', '1_16', '1_8', '1_4', '1_2',
+                                      'u2pl_1_16', 'u2pl_1_8', 'u2pl_1_4'),
                 concepts={4: defs.PASCAL_CONCEPTS_4}),
     DatasetInfo('cityscapes', 'cityscapes', tuple(defs.CITYSCAPES_CLASS_NAMES), cityscapes_palette(),
                 abbrev='cs', splits=('1_30', '1_16', '1_8', '1_4', '1_2'),
