@@ -13,13 +13,15 @@ from semiseg.experiments.published import PUBLISHED, published_key, published_re
 LEFT_OUT = (
     lambda row: 'Reproduced' in row['setting'],                # AllSpark README re-runs
     lambda row: '†' in row['table'] + row['setting'],          # AllSpark image rows with an unexplained dagger
-    lambda row: row['method'] == 'UniMatch' and 'U2PL' in row['setting'],   # UniMatch's U2PL-split logs
 )
 
 
 def _key(row: dict[str, str]) -> tuple[str, str, str, str]:
     dataset = 'pascal' if row['dataset'] == 'pascal_blended' else row['dataset']
-    return row['method'], dataset, row['split'], row['backbone'].split(' (')[0]
+    split = row['split']
+    if row['method'] == 'UniMatch' and 'U2PL' in row['setting']:
+        split = f'u2pl_{split}'   # UniMatch's crop-513 runs on U2PL's lists (exp 33)
+    return row['method'], dataset, split, row['backbone'].split(' (')[0]
 
 
 @pytest.fixture(scope='module')

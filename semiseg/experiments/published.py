@@ -16,7 +16,8 @@ checks this table against it. What was left out, and why:
 - AllSpark README 4.1 'Reproduced' row (released checkpoints, not the paper's number).
 - AllSpark's blended-split table (docs/pascal_aug.png) also prints 'AllSpark†' and 'UniMatch†' rows;
   the image does not say what † means, so only the rows without † are held. The UniMatch release's
-  own U2PL-split logs (crop 513; within 0.02 of the † row) are left out too: not a paper number.
+  own U2PL-split logs (crop 513; within 0.02 of the † row) are exp 33's numbers, under its split
+  names 'u2pl_1_16' .. 'u2pl_1_4' (the blended '1_16' .. '1_4' rows are the crop-321 lists).
 The csv's `pascal_blended` is our dataset 'pascal' with the blended splits '1_16' .. '1_2'.
 """
 from __future__ import annotations
@@ -123,6 +124,10 @@ PUBLISHED: dict[Key, Published] = _collect(
     _rows('UniMatch', 'pascal', 'ResNet-101',
           'AllSpark paper table image docs/pascal_aug.png, UniMatch row (SECONDARY)',
           f'{_ASP}docs/pascal_aug.png', {'1_16': 78.1, '1_8': 78.4, '1_4': 79.2}),
+    _rows('UniMatch', 'pascal', 'ResNet-101', 'UniMatch official training log '
+          'training-logs/Pascal-VOC-2012/U2PL-Split-Size513/ResNet-101/<split>.log',
+          f'{_V1}training-logs/Pascal-VOC-2012/U2PL-Split-Size513/ResNet-101/',
+          {'u2pl_1_16': 80.94, 'u2pl_1_8': 81.92, 'u2pl_1_4': 80.43}),
     _rows('UniMatch', 'ade', 'ResNet-101',
           'UniMatch V2 README ADE20K table, "UniMatch V1" row (SECONDARY; same first author)',
           f'{_V2}README.md', {'1_64': 21.6, '1_32': 28.1, '1_16': 31.5, '1_8': 34.6}),
