@@ -102,32 +102,36 @@ def blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return torch.floor(y.view(n, c, h, w) + 0.5).clamp_(0, 255)
 
 
-def _apply(x: torch.Tensor, idx: list[int], fn, *args) -> torch.Tensor:
-    """x with fn applied to the samples `idx` (chosen on the CPU: no device synchronisation)."""
-    if not idx:
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor on `device` without a host synchronisation (pinned, non-blocking on CUDA)."""
+    if device.type != 'cuda':
+        return t.to(device)
+    return (t if t.is_pinned() else t.pin_memory()).to(device, non_blocking=True)
+
+
+def _apply(x: torch.Tensor, idx: torch.Tensor, fn, *args) -> torch.Tensor:
+    """x with fn applied to the samples `idx` (a CPU index tensor: chosen on the CPU, no sync)."""
+    if idx.numel() == 0:
         return x
-    if len(idx) == x.shape[0]:
+    if idx.numel() == x.shape[0]:
         return fn(x, *args)
-    index = torch.tensor(idx, device=x.device)
+    index = _to_device(idx, x.device)
     return x.index_copy(0, index, fn(x.index_select(0, index), *(a.index_select(0, index) for a in args)))
 
 
 def apply_strong_batch(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-    """The photometric chain on uint8-valued float images (N,3,H,W) in 0..255; `params` (N, PARAM_DIM)
-    on the CPU. Returns 0..255 floats."""
+    """The photometric chain on uint8-valued float images (N,3,H,W) in 0..255; `params` (N, PARAM_DIM),
+    a CPU tensor (the schedule is read from it on the CPU). Returns 0..255 floats."""
     p = params.to('cpu', torch.float64)
-    dev = {name: p[:, col].to(x.device, x.dtype) for name, col in
-           (('b', 5), ('c', 6), ('s', 7), ('h', 8), ('sigma', 11))}
+    on_dev = _to_device(params, x.device).to(x.dtype)
+    dev = {name: on_dev[:, col] for name, col in (('b', 5), ('c', 6), ('s', 7), ('h', 8), ('sigma', 11))}
     jitter = p[:, 0] > 0
     ops = ((brightness, 'b'), (contrast, 'c'), (saturation, 's'), (hue, 'h'))
     for pos in range(4):
         for op_id, (fn, key) in enumerate(ops):
-            idx = torch.nonzero(jitter & (p[:, 1 + pos] == op_id)).flatten().tolist()
-            x = _apply(x, idx, fn, dev[key])
-    gray_idx = torch.nonzero(p[:, 9] > 0).flatten().tolist()
-    x = _apply(x, gray_idx, lambda t: luma(t).expand(-1, 3, -1, -1).contiguous())
-    blur_idx = torch.nonzero(p[:, 10] > 0).flatten().tolist()
-    return _apply(x, blur_idx, blur, dev['sigma'])
+            x = _apply(x, torch.nonzero(jitter & (p[:, 1 + pos] == op_id)).flatten(), fn, dev[key])
+    x = _apply(x, torch.nonzero(p[:, 9] > 0).flatten(), lambda t: luma(t).expand(-1, 3, -1, -1).contiguous())
+    return _apply(x, torch.nonzero(p[:, 10] > 0).flatten(), blur, dev['sigma'])
 
 
 def normalize_batch(x: torch.Tensor) -> torch.Tensor:

@@ -150,10 +150,51 @@ def auto_workers(num_workers: int | str, loaders: int, cpus: int | None = None) 
     return max(1, min(MAX_AUTO_WORKERS, (cpus - 1) // max(1, loaders)))
 
 
+# One CPU core's milliseconds per sample at crop 512 (python -m semiseg.tools.bench_data, README "Speed"):
+# decode + geometry + collate, one weak image view (uint8 -> normalised), one strong view by kernel path.
+SAMPLE_BASE_MS, WEAK_VIEW_MS = 6.0, 2.0
+STRONG_VIEW_MS = {'release': 20.0, 'fast': 7.0, 'device': 0.5}
+
+
+def sample_cost_ms(dataset: Dataset) -> float:
+    """Estimated CPU ms per sample of a training dataset from its views and augmentation switches
+    (datasets without views, e.g. test stand-ins, count as one unit)."""
+    views, aug = getattr(dataset, 'views', None), getattr(dataset, 'aug', None)
+    if views is None or aug is None:
+        return 1.0
+    kernel = 'device' if getattr(aug, 'photometric_device', False) else getattr(aug, 'augment', 'release')
+    strong = sum(v in views for v in ('img_s1', 'img_s2', 'img_x_s'))
+    weak = sum(v in views for v in ('img_w', 'img_x'))
+    scale = (int(getattr(aug, 'crop_size', 512)) / 512) ** 2
+    return SAMPLE_BASE_MS + scale * (weak * (0.2 if kernel == 'device' else WEAK_VIEW_MS)
+                                     + strong * STRONG_VIEW_MS[kernel])
+
+
+def split_workers(num_workers: int | str, costs: list[float], cpus: int | None = None) -> list[int]:
+    """Workers for each loader: a number as given, for every loader; 'auto' shares this process's CPUs,
+    less one for the training loop, in proportion to the loaders' per-sample costs (every loader
+    delivers one batch per step), at least 1 and at most MAX_AUTO_WORKERS each."""
+    if num_workers != 'auto':
+        return [int(num_workers)] * len(costs)
+    cpus = process_cpus() if cpus is None else cpus
+    spare, total = max(0, cpus - 1 - len(costs)), sum(costs) or 1.0
+    extra = [spare * c / total for c in costs]                  # beyond the one each loader gets
+    counts = [1 + int(e) for e in extra]
+    for i in sorted(range(len(costs)), key=lambda i: int(extra[i]) - extra[i])[:max(0, cpus - 1 - sum(counts))]:
+        counts[i] += 1                                          # largest remainders first
+    return [min(MAX_AUTO_WORKERS, c) for c in counts]
+
+
+def prefetch_factor(workers: int) -> int:
+    """Batches each worker keeps ready: at least 4 per loader in flight, 2 per worker beyond 2 workers
+    (more would only hold memory: a crop-512 unlabeled batch of 2 is ~19 MB of float views)."""
+    return max(2, math.ceil(4 / workers))
+
+
 def make_loader(dataset: Dataset, batch_size: int, workers: int, pin_memory: bool, **kwargs) -> DataLoader:
-    """A DataLoader whose workers outlive the epoch (no restart cost per epoch or evaluation) and
-    keep 4 batches each in flight."""
-    extra = {'persistent_workers': True, 'prefetch_factor': 4} if workers > 0 else {}
+    """A DataLoader whose workers outlive the epoch (no restart cost per epoch or evaluation), with
+    `prefetch_factor(workers)` batches each in flight."""
+    extra = {'persistent_workers': True, 'prefetch_factor': prefetch_factor(workers)} if workers > 0 else {}
     return DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=pin_memory,
                       **extra, **kwargs)
 
@@ -161,16 +202,16 @@ def make_loader(dataset: Dataset, batch_size: int, workers: int, pin_memory: boo
 def build_train_loaders(data, batch_size: int, seed: int, world_size: int, rank: int, num_workers: int | str,
                         pin_memory: bool) -> TrainLoaders:
     """Loaders as in the release: per-process batch, drop_last, DistributedSampler(seed) each;
-    `num_workers` per loader, or 'auto' (auto_workers).
+    `num_workers` per loader, or 'auto' (split_workers: the CPUs shared by the loaders' sample costs).
 
     `data` is `semiseg.data.build.TrainData`; without unlabeled data the labeled loader runs alone;
     the partner stream (if any) shares the unlabeled sampler, so it holds the same image ids.
     """
-    n_loaders = 1 + (data.unlabeled is not None) + (data.partner is not None)
-    workers = auto_workers(num_workers, n_loaders)
+    streams = [d for d in (data.labeled, data.unlabeled, data.partner) if d is not None]
+    workers = iter(split_workers(num_workers, [sample_cost_ms(d) for d in streams]))   # in stream order
 
     def loader(ds: SeededDataset, sampler: ResumableSampler) -> DataLoader:
-        return make_loader(ds, batch_size, workers, pin_memory, sampler=sampler, drop_last=True)
+        return make_loader(ds, batch_size, next(workers), pin_memory, sampler=sampler, drop_last=True)
 
     ds_l = SeededDataset(data.labeled, seed, STREAM_LABELED)
     sampler_l = ResumableSampler(ds_l, world_size, rank, seed)

@@ -673,10 +673,15 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if '--what=data' in argv or any(a == '--what' and b == 'data' for a, b in zip(argv, argv[1:])):
+        from semiseg.tools.bench_data import main as data_main  # the data phase has its own options
+        return data_main(argv)
     parser = argparse.ArgumentParser(description='Benchmark a run\'s training iteration or evaluation.')
     parser.add_argument('--exp', type=int, required=True, help='experiment id')
     parser.add_argument('--run', type=int, required=True, help='run index within the experiment')
-    parser.add_argument('--what', choices=('train', 'eval'), default='train')
+    parser.add_argument('--what', choices=('train', 'eval', 'data'), default='train',
+                        help='data: samples/s per CPU core of the input pipeline (semiseg.tools.bench_data)')
     parser.add_argument('--batch', type=int, help='images per stream (train) or per predict call (eval)')
     parser.add_argument('--crop', type=int, help='training crop size (default: the run\'s crop_size)')
     parser.add_argument('--iters', type=int, default=10, help='timed iterations')

@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--exp', type=int, help="take views, crop and rescale rule from this run (default "
                         "UniMatch's views, long-side rescale)")
     parser.add_argument('--run', type=int, default=0)
-    parser.add_argument('--what', choices=('data',), default='data', help=argparse.SUPPRESS)
+    parser.add_argument('--what', choices=('data',), default='data', help=argparse.SUPPRESS)   # from bench.py
     parser.add_argument('--crop', type=int, nargs='+', help='crop sizes (default the run\'s, else 321 512)')
     parser.add_argument('--paths', nargs='+', choices=tuple(PATHS), default=['release', 'fast', 'device'])
     parser.add_argument('--samples', type=int, default=32, help='generated samples per view set')
