@@ -27,7 +27,8 @@ from semiseg.launch.local import LaunchError
 from semiseg.launch.options import SlurmOptions, SlurmOptionsError
 from semiseg.launch.rundir import CONFIG_FILE, find_finished, find_resumable, run_dir_path, unfinished_with_other_config
 from semiseg.methods.registry import METHODS, method_info
-from semiseg.utils.errors import CheckpointError, OneLineParser
+from semiseg.utils.cli import EXIT_INTERRUPTED, OneLineParser, UsageError
+from semiseg.utils.errors import CheckpointError
 
 log = logging.getLogger('semiseg.cli')
 
@@ -35,10 +36,6 @@ LAUNCHERS = ('local', 'slurm', 'debug')
 # Slurm flags -> SlurmOptions fields (flag dest == field name)
 SLURM_FLAGS = ('partition', 'time_min', 'account', 'qos', 'constraint', 'mem_gb', 'nodes',
                'gpus_per_node', 'cpus_per_task', 'array_parallelism', 'extra_sbatch')
-
-
-class UsageError(ValueError):
-    """Bad command-line input; reported in one line with exit code 2."""
 
 
 class RunError(RuntimeError):
@@ -422,9 +419,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose:
         from semiseg.engine.logging_utils import show_tracebacks
         show_tracebacks()
+    from semiseg.engine.signals import StopBeforeTraining, startup_stop_handlers
     try:
-        with experiment_dirs_added(args.experiments):
+        with startup_stop_handlers(), experiment_dirs_added(args.experiments):
             return run(args)
+    except StopBeforeTraining as stop:
+        print(f'experiments.py: interrupted ({stop}) outside a training loop; nothing is lost: the same command '
+              f'continues', file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (UsageError, RunSpecError, OverrideError, SlurmOptionsError, LaunchError, ExperimentFileError) as e:
         print(f'experiments.py: error: {e}', file=sys.stderr)
         return 2

@@ -1,6 +1,7 @@
 """Local launch (in-process / torchrun) and run folders (creation, resume lookup)."""
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -62,7 +63,7 @@ def test_free_port_is_bindable():
     (4, None, 4, LocalPlan('torchrun', 4)),
     (4, 2, 4, LocalPlan('torchrun', 2)),
     (4, 1, 4, LocalPlan('in-process', 1)),
-    (4, None, 0, LocalPlan('in-process', 1)),   # CPU only: in-process (with a warning)
+    (4, 1, 0, LocalPlan('in-process', 1)),      # CPU only: one process, and the config says so
     (1, None, 0, LocalPlan('in-process', 1)),
 ])
 def test_plan_local(n_gpus, ngpus, cuda, expected):
@@ -72,7 +73,19 @@ def test_plan_local(n_gpus, ngpus, cuda, expected):
 def test_plan_local_errors_and_cpu_option():
     with pytest.raises(LaunchError, match='only 2 are visible; pass --ngpus 2'):
         plan_local({'name': 'r', 'n_gpus': 4}, None, 2)
-    assert plan_local({'name': 'r', 'n_gpus': 4, 'device': 'cpu'}, None, 8) == LocalPlan('in-process', 1)
+    assert plan_local({'name': 'r', 'n_gpus': 1, 'device': 'cpu'}, None, 8) == LocalPlan('in-process', 1)
+
+
+@pytest.mark.parametrize('cfg,ngpus,cuda,words', [
+    ({'n_gpus': 4}, None, 0, 'wants 4 GPUs but no CUDA device is visible here'),
+    ({'n_gpus': 1}, 3, 0, 'wants 3 GPUs but no CUDA device is visible here'),
+    ({'n_gpus': 4, 'device': 'cpu'}, None, 8, 'wants 4 GPUs but it trains on the CPU (device=cpu)'),
+    ({'n_gpus': 1, 'device': 'cuda'}, None, 0, 'asks for device=cuda but no CUDA device is visible'),
+    ({'n_gpus': 1, 'n_nodes': 2}, None, 8, 'configured for 2 nodes'),
+])
+def test_plan_local_refuses_what_the_machine_cannot_run(cfg, ngpus, cuda, words):
+    with pytest.raises(LaunchError, match=re.escape(words)):
+        plan_local({'name': 'r', **cfg}, ngpus, cuda)
 
 
 def test_launch_local_runs_in_order_and_continues_after_failure(tmp_path, fake_engine):
@@ -98,13 +111,13 @@ def test_launch_local_uses_torchrun_for_several_gpus(tmp_path, monkeypatch):
     seen = []
 
     class Done:
-        returncode = 0
+        def __init__(self, cmd, env):
+            seen.append((cmd, env))
 
-    def fake_run(cmd, env, check):
-        seen.append((cmd, env))
-        return Done()
+        def wait(self):
+            return 0
 
-    monkeypatch.setattr(local.subprocess, 'run', fake_run)
+    monkeypatch.setattr(local.subprocess, 'Popen', Done)
     cfg = get_runs(40)[0]
     run_dir = create_run_dir(cfg, tmp_path)
     assert local.launch_local([(cfg, run_dir)], ngpus=2, cuda_count=2) == 0

@@ -19,6 +19,7 @@ from semiseg.data.toy import ensure_toy_dataset
 from semiseg.data.transforms import normalize
 from semiseg.experiments import get_runs, write_config
 from semiseg.tools import predict as tool
+from semiseg.tools.predict_outputs import overlay_image
 
 torch.set_num_threads(1)
 
@@ -140,7 +141,7 @@ def test_overlay_legend_names_the_classes_shown():
     labels = np.zeros((6, 8), dtype=np.uint8)
     labels[:, 4:] = 2
     labels[0, 0] = 255
-    out = tool.overlay_image(img, labels, DATASETS['toy'].palette, DATASETS['toy'].class_names)
+    out = overlay_image(img, labels, DATASETS['toy'].palette, DATASETS['toy'].class_names)
     arr = np.asarray(out)
     assert out.height >= 6 and out.width > 8
     assert tuple(arr[0, 0]) == (10, 20, 30)                  # ignore: the image shows through

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-EXIT_FAILED, EXIT_INTERRUPTED = 1, 3
+from semiseg.utils.cli import EXIT_ABORTED, EXIT_FAILED, EXIT_INTERRUPTED  # noqa: F401 - re-exported
 
 
 def read_config(run_dir: Path) -> dict:
@@ -38,14 +38,25 @@ def main(argv: list[str] | None = None, parts=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--run-dir', required=True, type=Path, help='run folder holding config.yaml')
     args = parser.parse_args(argv)
-    from semiseg.engine.logging_utils import LOG_FORMAT
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt='%Y-%m-%d %H:%M:%S')
+    from semiseg.engine.signals import StopBeforeTraining, mark_interrupted, startup_stop_handlers
+    run_dir = args.run_dir.expanduser()
+    try:
+        with startup_stop_handlers():   # before the slow imports: a stop from here on exits 3
+            from semiseg.engine.logging_utils import LOG_FORMAT
+            logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt='%Y-%m-%d %H:%M:%S')
+            return _train_run_dir(run_dir, parts)
+    except StopBeforeTraining as stop:
+        mark_interrupted(run_dir, str(stop))
+        print(f'interrupted ({stop}) outside the training loop; the same command resumes', file=sys.stderr)
+        return EXIT_INTERRUPTED
 
+
+def _train_run_dir(run_dir: Path, parts) -> int:
+    """Train the run folder; returns the exit code (a stop outside the loop raises StopBeforeTraining)."""
     from semiseg.engine import TrainingInterrupted, train
     from semiseg.experiments.config import validate_config
     from semiseg.methods.registry import method_info
     from semiseg.utils.errors import failure_message
-    run_dir = args.run_dir.expanduser()
     try:
         cfg = read_config(run_dir)
         validate_config(cfg, parts.method_info if parts else method_info)   # an edited config.yaml is checked first
@@ -55,11 +66,12 @@ def main(argv: list[str] | None = None, parts=None) -> int:
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print('aborted by a second Ctrl-C; latest.pth resumes it', file=sys.stderr)
-        return 130
+        return EXIT_ABORTED
     except Exception as e:  # noqa: BLE001 - one line; the traceback is in train.log
         print(f'error: {failure_message(e, run_dir)}', file=sys.stderr)
         return EXIT_FAILED
     return 0
+
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -70,3 +70,87 @@ def stop_signal_handlers(signals: tuple[signal.Signals, ...] = STOP_SIGNALS) -> 
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+# ---------------------------------------------------------------- stops outside the training loop
+class StopBeforeTraining(BaseException):
+    """A stop signal that came while no training loop was there to save (start-up, between runs).
+
+    A BaseException, so the trainer's `except Exception` does not record it as a failure; the entry
+    points catch it, mark the run folder interrupted (`mark_interrupted`) and exit with code 3.
+    """
+
+
+def _startup_handler(signum: int, frame) -> None:  # noqa: ARG001 - signal handler signature
+    reason = f'received {signal.Signals(signum).name}'
+    for sig in STOP_SIGNALS:   # one-shot: a second signal while we wind down only sets the flag
+        signal.signal(sig, _handler)
+    request_stop(reason)
+    raise StopBeforeTraining(reason)
+
+
+@contextlib.contextmanager
+def startup_stop_handlers(signals: tuple[signal.Signals, ...] = STOP_SIGNALS) -> Iterator[None]:
+    """From process start on: a stop ends the process at once with `StopBeforeTraining` (exit code 3).
+
+    Without it SIGTERM in the first seconds killed the process with 143 and no word. The trainer's
+    own `stop_signal_handlers` replace these while a run is set up and trained (a stop is then saved
+    in latest.pth), and put them back afterwards.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+    try:
+        for sig in signals:
+            previous[sig] = signal.signal(sig, _startup_handler)
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def wait_forwarding_stops(process) -> int:
+    """Wait for a training child process (torchrun); a stop sent to us reaches it as SIGTERM, so it
+    saves latest.pth and exits with 3 (a Ctrl-C in the terminal reaches it directly as well)."""
+    def forward(signum: int, frame) -> None:  # noqa: ARG001 - signal handler signature
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+
+    if threading.current_thread() is not threading.main_thread():
+        return process.wait()
+    previous = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS}
+    try:
+        return process.wait()
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def mark_interrupted(run_dir, reason: str) -> None:
+    """Record `interrupted` in the run folder's state.json (kept fields: what an earlier start wrote);
+    nothing when the folder does not exist or the run has finished."""
+    import os
+    import socket
+    import time
+    from pathlib import Path
+
+    from semiseg.utils.files import atomic_write_json
+    from semiseg.utils.safe_yaml import read_json
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or (run_dir / 'results.json').exists():
+        return
+    path = run_dir / 'state.json'
+    try:
+        state = read_json(path) if path.is_file() else {}
+    except (OSError, ValueError):
+        state = {}
+    state = state if isinstance(state, dict) else {}
+    if state.get('state') == 'finished':
+        return
+    state.update(state='interrupted', error=f'{reason} outside the training loop; the same command resumes the run',
+                 host=socket.gethostname(), pid=os.getpid(), updated=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
+    try:
+        atomic_write_json(path, state)
+    except OSError as err:
+        logger.warning('could not write %s (%s)', path, err)

@@ -17,6 +17,7 @@ from typing import Any
 
 from semiseg.engine.options import option
 from semiseg.engine.run import EXIT_INTERRUPTED
+from semiseg.engine.signals import StopBeforeTraining, mark_interrupted, wait_forwarding_stops
 from semiseg.utils.errors import failure_message
 
 log = logging.getLogger(__name__)
@@ -42,19 +43,33 @@ def cuda_device_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def check_local_hardware(cfg: dict[str, Any], wanted: int, cuda_count: int) -> None:
+    """LaunchError, before anything is written, when this machine cannot train `cfg` as its config
+    records it: device=cuda without CUDA, or several processes (n_gpus x n_nodes, which set the global
+    batch and the run name) where one would run (the CPU, one node). Every recorded number is then
+    what actually runs."""
+    name, device = cfg.get('name'), option(cfg, 'device')
+    if device == 'cuda' and cuda_count == 0:
+        raise LaunchError(f'run {name} asks for device=cuda but no CUDA device is visible on this machine; '
+                          f'use --cfg-options device=auto (or cpu) to train on the CPU, or a GPU machine')
+    nodes = int(cfg.get('n_nodes') or 1)
+    if nodes > 1:
+        raise LaunchError(f'run {name} is configured for {nodes} nodes but a local launch uses this machine '
+                          f'only; pass --nodes 1 (the global batch and the name follow) or --launcher slurm')
+    if wanted > 1 and (device == 'cpu' or cuda_count == 0):
+        where = 'it trains on the CPU (device=cpu)' if device == 'cpu' else 'no CUDA device is visible here'
+        raise LaunchError(f'run {name} wants {wanted} GPUs but {where}: one process would train while the '
+                          f'config and the name record {wanted}; pass --ngpus 1 (the global batch and the name '
+                          f'follow) or launch on a GPU machine')
+
+
 def plan_local(cfg: dict[str, Any], ngpus: int | None, cuda_count: int) -> LocalPlan:
     """Decide in-process vs torchrun for `cfg` given `--ngpus` and the visible GPUs."""
     wanted = ngpus or int(cfg.get('n_gpus', 1))
     if wanted < 1:
         raise LaunchError(f'--ngpus must be at least 1, got {wanted}')
-    if option(cfg, 'device') == 'cpu':
-        return LocalPlan('in-process', 1)
-    if cuda_count == 0:
-        if wanted > 1:
-            log.warning('no CUDA device visible: %s trains in-process on the CPU instead of on %d GPUs',
-                        cfg.get('name'), wanted)
-        return LocalPlan('in-process', 1)
-    if wanted == 1:
+    check_local_hardware(cfg, wanted, cuda_count)
+    if option(cfg, 'device') == 'cpu' or wanted == 1:
         return LocalPlan('in-process', 1)
     if wanted > cuda_count:
         raise LaunchError(f'run {cfg.get("name")} wants {wanted} GPUs but only {cuda_count} are visible; '
@@ -108,7 +123,7 @@ def run_torchrun(run_dir: Path, ngpus: int) -> int:
     """Train the run in `run_dir` with torchrun over `ngpus` local GPUs; returns the exit code."""
     cmd = build_torchrun_command(run_dir, ngpus, free_port())
     log.info('launching %s', shlex.join(cmd))
-    return subprocess.run(cmd, env=_subprocess_env(), check=False).returncode
+    return wait_forwarding_stops(subprocess.Popen(cmd, env=_subprocess_env()))   # a stop reaches torchrun
 
 
 def launch_local(runs: list[tuple[dict[str, Any], Path]], ngpus: int | None = None,
@@ -139,6 +154,11 @@ def launch_local(runs: list[tuple[dict[str, Any], Path]], ngpus: int | None = No
             results = run_in_process(cfg, run_dir)
         except TrainingInterrupted as e:
             print(f'experiments.py: interrupted: {e}; the same command resumes it', file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except StopBeforeTraining as stop:   # a stop while the trainer started or wound down
+            mark_interrupted(run_dir, str(stop))
+            print(f'experiments.py: interrupted ({stop}) while run {cfg["name"]} started; the same command '
+                  f'resumes it', file=sys.stderr)
             return EXIT_INTERRUPTED
         except Exception as e:  # noqa: BLE001 - every failure of a run is reported in one line
             print(f'experiments.py: error: run {cfg["name"]}: {failure_message(e, run_dir)}', file=sys.stderr)

@@ -13,11 +13,11 @@ import torch
 from PIL import Image
 
 from semiseg.api import load_checkpoint
-from semiseg.data import DataError
 from semiseg.data.build import dataset_dir
 from semiseg.experiments.io import load_config
 from semiseg.experiments.registry import get_runs
 from semiseg.models.builder import build_segmentor
+from semiseg.utils.checkpoint_io import check_checkpoint_file
 
 # what a tool reports in one line (CheckpointError, DataError, TextEmbeddingError, UnknownModel and
 # UnknownExperiment are subclasses of these)
@@ -70,8 +70,7 @@ def load_run_model(cfg: dict[str, Any], checkpoint: Path, device: torch.device,
     raises CheckpointError naming the mismatching keys. `weights='ema'`: a UniMatch V2 run's EMA teacher.
     """
     checkpoint = Path(checkpoint).expanduser()
-    if not checkpoint.is_file():   # before the (slow) model build
-        raise DataError(f'checkpoint {checkpoint} does not exist')
+    check_checkpoint_file(checkpoint)   # before the (slow) model build
     prepare_dataset_files(cfg)
     model = build_segmentor(cfg, pretrained=False)
     load_checkpoint(model, checkpoint, trust=trust, weights=weights)

@@ -26,327 +26,46 @@ scores elsewhere). `--batch-size` batches images of equal size for models that d
 eval outputs (`eval_batch_independent`); any other model (AllSpark's eval attention mixes the
 images of a batch) predicts one image at a time.
 
-Exit codes: 0 all images written; 1 some images failed (each named on one line as it fails, and
-listed at the end; the others are written); 2 nothing done: unknown experiment / run, unreadable
-run config, missing or unfitting checkpoint, an empty folder, a missing list file, two inputs that
-would write the same output.
+Exit codes (`semiseg.utils.cli`): 0 all images written; 1 some images failed (each named on one line
+as it fails, and listed at the end; the others are written); 2 nothing done: unknown experiment /
+run, unreadable run config, missing, unfitting or not-a-checkpoint checkpoint, an empty folder, a
+missing list file, two inputs that would write the same output, an --out that is a file or would be
+read back as input (the input folder itself, or inside it with --recursive); 3 stopped (SIGTERM,
+Ctrl-C): the images written so far stay; 130 a second Ctrl-C.
+
+Modules: `predict_inputs` (reading inputs), `predict_inference` (predicting), `predict_outputs`
+(writing outputs); this one is the command line.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
-from tqdm import tqdm
-
-from semiseg.api import predict
-from semiseg.data.build import dataset_dir
-from semiseg.data.datasets import dataset_info
-from semiseg.data.transforms import normalize, val_resize
 from semiseg.engine.distributed import resolve_device
-from semiseg.engine.fastpath import autocast
-from semiseg.evaluation.evaluate import STRIDED_MODES
+from semiseg.engine.signals import stop_reason, stop_requested, stop_signal_handlers
 from semiseg.evaluation.inference import MODES, eval_batch_independent
 from semiseg.experiments.config import dataset_folder
-from semiseg.utils.errors import OneLineParser
-from semiseg.utils.imaging import center_crop_box, colorize
-from semiseg.utils.labels import IGNORE_INDEX
-
-from ._common import (
-    TOOL_ERRORS,
-    add_checkpoint_arguments,
-    load_run_model,
-    one_line,
-    read_run_config,
-    save_label_png,
-    select_run_config,
+from semiseg.utils.cli import (
+    EXIT_ABORTED,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    OneLineParser,
+    UsageError,
+    check_output_dir,
 )
+
+from ._common import TOOL_ERRORS, add_checkpoint_arguments, load_run_model, one_line, read_run_config, select_run_config
+from .predict_inference import inference_settings, run_predictions
+from .predict_inputs import resolve_inputs
+from .predict_outputs import check_collisions
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
-LIST_SUFFIX = '.txt'
-# colour modes PIL converts to RGB without choosing anything; high-bit-depth modes (I;16, I, F) are
-# refused: mapping them to 8 bits needs a scaling the file does not state
-RGB_CONVERTIBLE = ('RGB', '1', 'L', 'LA', 'La', 'P', 'PA', 'RGBA', 'RGBa', 'RGBX', 'CMYK', 'YCbCr', 'LAB', 'HSV')
-OVERLAY_ALPHA = 0.5
-
-
-class UsageError(ValueError):
-    """Bad arguments or inputs: one line, exit code 2, nothing written."""
-
-
-class BadImage(ValueError):
-    """One input image that cannot be predicted; the others go on."""
-
-
-@dataclass(frozen=True)
-class Item:
-    """One input image and the output stem it writes (relative to --out, no suffix)."""
-
-    path: Path
-    stem: Path
-
-
-# ----------------------------------------------------------------------------- inputs
-def _folder_images(folder: Path, recursive: bool) -> list[Path]:
-    found = folder.rglob('*') if recursive else folder.iterdir()
-    return sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def _list_file(path: Path) -> list[Item]:
-    try:
-        lines = path.read_text(encoding='utf-8').splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise UsageError(f'cannot read list file {path}: {one_line(err)}') from err
-    items = []
-    for line in lines:
-        line = line.strip()
-        if line and not line.startswith('#'):
-            image = Path(line).expanduser()
-            image = image if image.is_absolute() else path.parent / image
-            items.append(Item(image, Path(image.stem)))
-    if not items:
-        raise UsageError(f'list file {path} names no images (one path per line)')
-    return items
-
-
-def resolve_inputs(inputs: list[str], recursive: bool = False) -> list[Item]:
-    """Every image the arguments name, in order (UsageError for an empty folder or list).
-
-    A path that does not exist stays in the list: it fails on its own, like an unreadable image.
-    """
-    items: list[Item] = []
-    for arg in inputs:
-        path = Path(arg).expanduser()
-        if path.is_dir():
-            images = _folder_images(path, recursive)
-            if not images:
-                raise UsageError(f'folder {path} holds no images ({", ".join(IMAGE_SUFFIXES)})'
-                                 + ('' if recursive else '; --recursive also reads subfolders'))
-            items += [Item(p, p.relative_to(path).with_suffix('')) for p in images]
-        elif path.suffix.lower() == LIST_SUFFIX:
-            if not path.is_file():
-                raise UsageError(f'list file {path} not found')
-            items += _list_file(path)
-        else:
-            items.append(Item(path, Path(path.stem)))
-    if not items:
-        raise UsageError('no input images given')
-    return items
-
-
-def output_paths(item: Item, out: Path, overlay: bool, logits: bool) -> list[Path]:
-    """The files one image writes."""
-    base = out / item.stem
-    paths = [base.with_name(base.name + '.png')]
-    if overlay:
-        paths.append(base.with_name(base.name + '_overlay.png'))
-    if logits:
-        paths.append(base.with_name(base.name + '.npy'))
-    return paths
-
-
-def check_collisions(items: list[Item], out: Path, overlay: bool, logits: bool) -> None:
-    """UsageError when two inputs would write the same file (same stem from two folders, x.jpg and x.png)."""
-    seen: dict[Path, Path] = {}
-    for item in items:
-        for path in output_paths(item, out, overlay, logits):
-            if path in seen and seen[path] != item.path:
-                raise UsageError(f'inputs {seen[path]} and {item.path} would both write {path}; '
-                                 'rename one or predict them into different --out folders')
-            seen[path] = item.path
-
-
-# ----------------------------------------------------------------------------- images
-def load_image(path: Path) -> Image.Image:
-    """The image as RGB (BadImage naming the problem: missing, unreadable, not convertible)."""
-    if not path.is_file():
-        raise BadImage('not found' if not path.exists() else 'not a file')
-    try:
-        img = Image.open(path)
-        img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise BadImage(f'cannot read it as an image ({one_line(err)})') from err
-    if img.mode not in RGB_CONVERTIBLE:
-        raise BadImage(f'mode {img.mode} (e.g. 16-bit or float grey) has no defined 8-bit RGB conversion; '
-                       'save it as an 8-bit RGB or grey image')
-    return img.convert('RGB')
-
-
-def prepare(img: Image.Image, cfg: dict[str, Any]) -> torch.Tensor:
-    """(3, h, w) float32 input, as the run's validation set prepares an image."""
-    if cfg.get('img_scale'):
-        img = val_resize(img, tuple(int(v) for v in cfg['img_scale']))
-    return normalize(img)
-
-
-# ----------------------------------------------------------------------------- inference
-@dataclass(frozen=True)
-class Inference:
-    """How the model is applied (the run's evaluation settings unless overridden)."""
-
-    mode: str
-    crop_size: int
-    stride: float | int | None
-    size_multiple: int | None
-    precision: str = 'fp32'
-
-
-def inference_settings(cfg: dict[str, Any], mode: str | None = None, stride: float | None = None,
-                       precision: str = 'fp32') -> Inference:
-    """The run's evaluation mode, crop, stride and size multiple; `mode` / `stride` override them."""
-    mode = mode or cfg['eval_mode']
-    if mode not in MODES:
-        raise UsageError(f'unknown mode {mode!r}; choose one of {", ".join(MODES)}')
-    if stride is None and mode in STRIDED_MODES:
-        stride = cfg.get('stride')
-    if stride is not None:
-        if stride <= 0:
-            raise UsageError(f'--stride must be positive, got {stride}')
-        stride = int(stride) if stride >= 1 else float(stride)   # pixels, or a fraction of the crop
-    if mode == 'zegclip_sliding_window' and stride is None:
-        raise UsageError('mode zegclip_sliding_window needs a stride and the run config has none; '
-                         'pass --stride (the SemiVL release uses 426 for 512 crops)')
-    return Inference(mode, int(cfg['crop_size']), stride, cfg.get('eval_size_multiple'), precision)
-
-
-@torch.no_grad()
-def predict_batch(model: torch.nn.Module, images: torch.Tensor, size: tuple[int, int],
-                  how: Inference) -> tuple[torch.Tensor, torch.Tensor]:
-    """(scores (B, N, H, W) float32 at the input size `size`, labels (B, H, W) uint8) for a batch of
-    equally sized prepared images (B, 3, h, w); labels are 255 where the mode predicts nothing."""
-    with autocast(how.precision, images.device):
-        scores = predict(model, images, how.mode, how.crop_size, stride=how.stride, out_size=size,
-                         size_multiple=how.size_multiple)
-    scores = scores.float()
-    valid = None
-    if how.mode == 'center_crop':   # scores of the central crop: put them where they belong
-        h, w = images.shape[-2:]
-        top, left, ch, cw = center_crop_box(h, w, how.crop_size)
-        canvas = scores.new_zeros(scores.shape[0], scores.shape[1], h, w)
-        canvas[:, :, top:top + ch, left:left + cw] = scores
-        valid = torch.zeros(scores.shape[0], 1, h, w, device=scores.device)
-        valid[:, :, top:top + ch, left:left + cw] = 1
-        scores = canvas
-    if tuple(scores.shape[-2:]) != tuple(size):
-        scores = F.interpolate(scores, size=size, mode='bilinear', align_corners=True)
-        if valid is not None:
-            valid = F.interpolate(valid, size=size, mode='nearest')
-    labels = scores.argmax(dim=1).to(torch.uint8)
-    if valid is not None:
-        keep = valid[:, 0] > 0
-        labels[~keep] = IGNORE_INDEX
-        scores = scores.masked_fill(~keep[:, None], float('nan'))
-    return scores, labels
-
-
-# ----------------------------------------------------------------------------- outputs
-def overlay_image(img: Image.Image, labels: np.ndarray, palette: np.ndarray,
-                  class_names: tuple[str, ...] | list[str], alpha: float = OVERLAY_ALPHA) -> Image.Image:
-    """The image with the mask colours blended in (label 255 left clear), and to its right a legend
-    of the classes present (colour swatch and name, by class id)."""
-    rgb = np.asarray(img.convert('RGB'), dtype=np.float32)
-    colour = colorize(labels, palette).astype(np.float32)
-    blend = np.where((labels != IGNORE_INDEX)[..., None], rgb * (1 - alpha) + colour * alpha, rgb)
-    base = Image.fromarray(np.clip(blend + 0.5, 0, 255).astype(np.uint8))
-    present = [int(c) for c in np.unique(labels) if c != IGNORE_INDEX]
-    if not present:
-        return base
-    font = ImageFont.load_default()
-    probe = ImageDraw.Draw(base)
-    names = [class_names[c] if c < len(class_names) else f'class_{c}' for c in present]
-    line, swatch, pad = 14, 10, 4
-    text_w = max(int(probe.textlength(n, font=font)) for n in names)
-    width = pad + swatch + pad + text_w + pad
-    height = max(base.height, pad + line * len(present) + pad)
-    canvas = Image.new('RGB', (base.width + width, height), (255, 255, 255))
-    canvas.paste(base, (0, 0))
-    draw = ImageDraw.Draw(canvas)
-    rows = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
-    for row, (cls, name) in enumerate(zip(present, names)):
-        x, y = base.width + pad, pad + row * line
-        fill = tuple(int(v) for v in rows[cls]) if cls < len(rows) else (255, 255, 255)
-        draw.rectangle([x, y + 1, x + swatch, y + 1 + swatch], fill=fill, outline=(0, 0, 0))
-        draw.text((x + swatch + pad, y), name, fill=(0, 0, 0), font=font)
-    return canvas
-
-
-def write_outputs(item: Item, out: Path, img: Image.Image, scores: torch.Tensor, labels: torch.Tensor,
-                  palette: np.ndarray, class_names: tuple[str, ...], overlay: bool, logits: bool) -> None:
-    """The PNG (and overlay / scores) of one image."""
-    paths = output_paths(item, out, overlay, logits)
-    paths[0].parent.mkdir(parents=True, exist_ok=True)
-    label_map = labels.cpu().numpy()
-    save_label_png(label_map, palette, paths[0])
-    if overlay:
-        overlay_image(img, label_map, palette, class_names).save(paths[1])
-    if logits:
-        np.save(paths[-1], scores.cpu().numpy().astype(np.float16))
-
-
-# ----------------------------------------------------------------------------- loop
-@dataclass
-class Pending:
-    item: Item
-    img: Image.Image
-    tensor: torch.Tensor
-
-
-def batches(items: list[Item], cfg: dict[str, Any], batch_size: int,
-            failures: list[tuple[Path, str]], progress: tqdm) -> Iterator[list[Pending]]:
-    """Batches of up to `batch_size` loaded images of equal size; bad images go to `failures`."""
-    buckets: dict[tuple[int, int], list[Pending]] = {}
-    for item in items:
-        try:
-            img = load_image(item.path)
-            tensor = prepare(img, cfg)
-        except BadImage as err:
-            failures.append((item.path, str(err)))
-            tqdm.write(f'error: {item.path}: {err}', file=sys.stderr)
-            progress.update(1)
-            continue
-        bucket = buckets.setdefault(img.size, [])
-        bucket.append(Pending(item, img, tensor))
-        if len(bucket) == batch_size:
-            yield buckets.pop(img.size)
-    yield from (b for b in buckets.values() if b)
-
-
-def run_predictions(model: torch.nn.Module, cfg: dict[str, Any], items: list[Item], out: Path,
-                    how: Inference, device: torch.device, batch_size: int = 1, overlay: bool = False,
-                    logits: bool = False) -> list[tuple[Path, str]]:
-    """Predict and write every item; returns the (image, reason) of those that failed."""
-    info = dataset_info(cfg['dataset'], dataset_dir(cfg))
-    failures: list[tuple[Path, str]] = []
-    with tqdm(total=len(items), unit='img', desc='predict', disable=None) as progress:
-        for batch in batches(items, cfg, batch_size, failures, progress):
-            width, height = batch[0].img.size
-            images = torch.stack([p.tensor for p in batch]).to(device)
-            try:
-                scores, labels = predict_batch(model, images, (height, width), how)
-            except (RuntimeError, ValueError) as err:   # e.g. out of memory, a size the model rejects
-                for pending in batch:
-                    failures.append((pending.item.path, f'prediction failed: {one_line(err)}'))
-                    tqdm.write(f'error: {pending.item.path}: prediction failed: {one_line(err)}', file=sys.stderr)
-                progress.update(len(batch))
-                continue
-            for k, pending in enumerate(batch):
-                write_outputs(pending.item, out, pending.img, scores[k], labels[k], info.palette,
-                              info.class_names, overlay, logits)
-            progress.update(len(batch))
-    return failures
-
-
-# ----------------------------------------------------------------------------- CLI
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog='python -m semiseg.tools.predict',
@@ -394,32 +113,37 @@ def main(argv: list[str] | None = None) -> int:
         cfg = _run_config(args)
         how = inference_settings(cfg, args.mode, args.stride, args.precision)
         items = resolve_inputs(args.inputs, args.recursive)
-        out = args.out.expanduser()
+        out = check_output_dir(args.out, '--out', [Path(a) for a in args.inputs], args.recursive)
         check_collisions(items, out, args.overlay, args.logits)
         device = resolve_device(args.device)
         model = load_run_model(cfg, args.checkpoint, device, trust=args.trust_checkpoint, weights=args.weights)
         out.mkdir(parents=True, exist_ok=True)
     except TOOL_ERRORS as err:
         print(f'error: {one_line(err)}', file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     batch_size = args.batch_size
     if batch_size > 1 and not eval_batch_independent(model):
         logger.warning('%s: its eval output for an image may depend on the other images of a batch '
                        '(e.g. AllSpark\'s attention); predicting one image at a time', cfg['model'])
         batch_size = 1
     try:
-        failures = run_predictions(model, cfg, items, out, how, device, batch_size, args.overlay, args.logits)
+        with stop_signal_handlers():   # a stop ends the loop after the current batch
+            failures = run_predictions(model, cfg, items, out, how, device, batch_size, args.overlay, args.logits,
+                                       should_stop=stop_requested)
     except KeyboardInterrupt:
-        print('interrupted', file=sys.stderr)
-        return 130
+        print('aborted', file=sys.stderr)
+        return EXIT_ABORTED
+    if stop_requested():
+        print(f'interrupted ({stop_reason()}); the images written so far are in {out}', file=sys.stderr)
+        return EXIT_INTERRUPTED
     written = len(items) - len(failures)
     print(f'{cfg.get("name", "run")}: {how.mode}, {written} of {len(items)} image(s) predicted into {out}')
     if failures:
         print(f'{len(failures)} image(s) failed:', file=sys.stderr)
         for path, reason in failures:
             print(f'  {path}: {reason}', file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 if __name__ == '__main__':

@@ -1,17 +1,8 @@
 """One-line descriptions of failures, for the console (the traceback goes to the run's train.log)."""
 from __future__ import annotations
 
-import argparse
 import errno
 from pathlib import Path
-from typing import NoReturn
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse with a one-line error (no usage dump) and exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f'{self.prog}: error: {message} (see --help)\n')
 
 
 class CheckpointError(ValueError):
@@ -21,7 +12,8 @@ class CheckpointError(ValueError):
 
 # our errors carry their cause and the fix in their message: shown as they are
 SELF_EXPLAINING = ('DataError', 'CheckpointError', 'TrainingFailed', 'RunLocked', 'WeightsError',
-                   'TextEmbeddingError', 'ValueError', 'FileNotFoundError', 'KeyError', 'UnknownModel')
+                   'TextEmbeddingError', 'ValueError', 'FileNotFoundError', 'KeyError', 'UnknownModel',
+                   'TextFileError', 'FileLimitError', 'YamlLimitError')
 
 
 def failure_message(error: BaseException, run_dir: Path) -> str:
