@@ -18,7 +18,8 @@ checks this table against it. What was left out, and why:
   the image does not say what † means, so only the rows without † are held. The UniMatch release's
   own U2PL-split logs (crop 513; within 0.02 of the † row) are exp 33's numbers, under its split
   names 'u2pl_1_16' .. 'u2pl_1_4' (the blended '1_16' .. '1_4' rows are the crop-321 lists).
-The csv's `pascal_blended` is our dataset 'pascal' with the blended splits '1_16' .. '1_2'.
+The csv's `pascal_blended` is our dataset 'pascal' with the blended splits '1_16' .. '1_2'; its UniMatch V2
+`ade` rows are our dataset 'ade20k' (the release's own ADE20K preparation, which its runs used).
 """
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ _V2 = 'https://github.com/LiheYoung/UniMatch-V2/blob/f6afb4dfca2d9dcbcee2307e977
 _V1 = 'https://github.com/LiheYoung/UniMatch/blob/0324f3dd4a22128105a5eb135d2586c0bb3cc647/'
 _ASP = 'https://github.com/xmed-lab/AllSpark/blob/9da63e2d941597575a706b756b798a3e2723ba16/'
 _V2_LOG_TABLE = 'UniMatch V2 official training log training-logs/table{t:02d}-* (paper Tab. {t} per file name)'
-_V2_LOG_DATASET = {'pascal': 'pascal', 'cityscapes': 'cityscapes', 'ade': 'ade20k', 'coco': 'coco'}
+_V2_LOG_DATASET = {'pascal': 'pascal', 'cityscapes': 'cityscapes', 'ade20k': 'ade20k', 'coco': 'coco'}
 _V2_LOG_SIZE = {'DINOv2-S': 'small', 'DINOv2-B': 'base', 'DINOv2-L': 'large'}
 
 
@@ -136,19 +137,19 @@ PUBLISHED: dict[Key, Published] = _collect(
           f'{_V2}README.md', {'92': 86.3, '183': 87.9, '366': 88.9, '732': 90.0, '1464': 90.8}),
     _rows('UniMatch V2', 'cityscapes', 'DINOv2-B', 'UniMatch V2 README "Cityscapes" table',
           f'{_V2}README.md', {'1_16': 83.6, '1_8': 84.3, '1_4': 84.5, '1_2': 85.1}),
-    _rows('UniMatch V2', 'ade', 'DINOv2-B', 'UniMatch V2 README "ADE20K" table',
+    _rows('UniMatch V2', 'ade20k', 'DINOv2-B', 'UniMatch V2 README "ADE20K" table',
           f'{_V2}README.md', {'1_64': 38.7, '1_32': 45.0, '1_16': 46.7, '1_8': 49.8}),
     _rows('UniMatch V2', 'coco', 'DINOv2-B', 'UniMatch V2 README "COCO" table',
           f'{_V2}README.md', {'1_512': 47.9, '1_256': 55.8, '1_128': 58.7, '1_64': 60.4, '1_32': 63.3}),
     # --- UniMatch V2, numbers only its training logs print (the README shows DINOv2-B only)
-    _v2_logs('ade', 'DINOv2-B', 3, {'1_4': 52.02}),
+    _v2_logs('ade20k', 'DINOv2-B', 3, {'1_4': 52.02}),
     _v2_logs('pascal', 'DINOv2-S', 1, {'92': 79.03, '183': 85.50, '366': 85.85, '732': 86.69, '1464': 87.82}),
     _v2_logs('cityscapes', 'DINOv2-S', 2, {'1_16': 80.55, '1_8': 81.86, '1_4': 82.39, '1_2': 82.61}),
-    _v2_logs('ade', 'DINOv2-S', 3, {'1_64': 31.48, '1_32': 38.10, '1_16': 40.69, '1_8': 44.41, '1_4': 45.76}),
+    _v2_logs('ade20k', 'DINOv2-S', 3, {'1_64': 31.48, '1_32': 38.10, '1_16': 40.69, '1_8': 44.41, '1_4': 45.76}),
     _v2_logs('coco', 'DINOv2-S', 4, {'1_512': 39.33, '1_256': 45.41, '1_128': 53.17, '1_64': 54.99,
                                      '1_32': 57.01}),
     _v2_logs('pascal', 'DINOv2-L', 8, {'92': 86.44, '183': 87.56, '366': 90.29, '732': 91.13, '1464': 91.21}),
-    _v2_logs('ade', 'DINOv2-L', 8, {'1_64': 39.95, '1_32': 44.96, '1_16': 49.33, '1_8': 52.14, '1_4': 54.16}),
+    _v2_logs('ade20k', 'DINOv2-L', 8, {'1_64': 39.95, '1_32': 44.96, '1_16': 49.33, '1_8': 52.14, '1_4': 54.16}),
 )
 
 
