@@ -1,5 +1,6 @@
 """augment=fast: the release's draws applied with OpenCV / lookup kernels, equal in distribution to the
-release path (same parameters, pixels within a few grey levels, same image statistics)."""
+release path (same parameters, pixels within a few grey levels, same image statistics); image views
+travel as uint8 and are normalised by batch_to_device to the release path's floats exactly."""
 from __future__ import annotations
 
 import random
@@ -11,9 +12,10 @@ from PIL import Image
 from torchvision.transforms import functional as TF
 
 from semiseg.data import photometric as ph
+from semiseg.data import transforms as tr
 from semiseg.data.semi_dataset import AugConfig, SemiDataset
 from semiseg.data.voc_like import _image, make_voc_like
-from semiseg.engine.loaders import seed_sample
+from semiseg.engine.loaders import batch_to_device, seed_sample
 
 torch.set_num_threads(1)
 
@@ -70,6 +72,10 @@ def test_fast_dataset_same_draws_and_image_statistics(tmp_path):
             for name, ds in (('release', release), ('fast', fast)):
                 seed_sample(0, 1, epoch, i)
                 out[name] = ds[i]
+            assert all(out['fast'][k].dtype == torch.uint8 for k in ('img_w', 'img_s1', 'img_s2'))
+            out['fast'] = batch_to_device({k: v[None] for k, v in out['fast'].items()}, torch.device('cpu'))
+            out['fast'] = {k: v[0] for k, v in out['fast'].items()}
+            for name in stats:
                 stats[name].append(torch.stack([out[name]['img_s1'], out[name]['img_s2']]))
             for key in ('box1', 'box2'):
                 assert torch.equal(out['release'][key], out['fast'][key])
@@ -81,3 +87,12 @@ def test_fast_dataset_same_draws_and_image_statistics(tmp_path):
     spread_diff = (rel.std(dim=(0, 2, 3)) - fst.std(dim=(0, 2, 3))) * std * 255
     assert mean_diff.abs().max() < 1.0, mean_diff        # grey levels
     assert spread_diff.abs().max() < 1.0, spread_diff
+
+
+def test_uint8_views_normalised_by_batch_to_device_exactly():
+    arrs = _images(3, seed=4)
+    batch = {'img_w': torch.stack([torch.from_numpy(a).permute(2, 0, 1).contiguous() for a in arrs]),
+             'mask_x': torch.zeros(3, 48, 64, dtype=torch.int64)}
+    out = batch_to_device(batch, torch.device('cpu'))
+    assert torch.equal(out['img_w'], torch.stack([tr.normalize(a) for a in arrs]))
+    assert torch.equal(out['mask_x'], batch['mask_x'])

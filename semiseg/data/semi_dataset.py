@@ -12,9 +12,10 @@ change the ones that are built. The geometry (rescale, crop, flip) is done once,
 shared by the weak and both strong views, as in the release.
 
 Two switches (`AugConfig`): `augment='fast'` applies the same draws with OpenCV / lookup kernels
-(`semiseg.data.photometric.apply_strong_fast`); `photometric_device=True` ships every image view as
-uint8 (3,S,S) and each strong view's parameters as `photo_<view>` (float64 PARAM_DIM), for
-`semiseg.data.device_photometric.finish_batch` to apply and normalise on the training device.
+(`semiseg.data.photometric.apply_strong_fast`); `photometric_device=True` ships each strong view's
+parameters as `photo_<view>` (float64 PARAM_DIM), for `semiseg.data.device_photometric.finish_batch`
+to apply on the training device. With either switch image views travel as uint8 (3,S,S) and are
+normalised on the device (`semiseg.engine.loaders.batch_to_device`).
 """
 from __future__ import annotations
 
@@ -133,8 +134,15 @@ class SemiDataset(Dataset):
             return self._labeled_views(img, mask)
         return self._unlabeled_views(img, mask)
 
-    def _weak(self, img: np.ndarray):
-        return tr.image_to_uint8_tensor(img) if self.aug.photometric_device else tr.normalize(img)
+    def _finish(self, img: np.ndarray) -> torch.Tensor:
+        """The release path normalises here (today's float batches); the switches ship uint8, a quarter
+        of the bytes to collate and copy, normalised on the device by `batch_to_device`."""
+        if self.aug.photometric_device or self.aug.augment == 'fast':
+            return tr.image_to_uint8_tensor(img)
+        return tr.normalize(img)
+
+    def _weak(self, img: np.ndarray) -> torch.Tensor:
+        return self._finish(img)
 
     def _strong(self, img: np.ndarray, key: str, out: dict) -> None:
         """Draw one strong view's parameters (always, for the RNG stream); build it if asked for."""
@@ -145,7 +153,7 @@ class SemiDataset(Dataset):
             out[key] = tr.image_to_uint8_tensor(img)
             out[PHOTO_PREFIX + key] = params.to_vector()
         elif self.aug.augment == 'fast':
-            out[key] = tr.normalize(apply_strong_fast(img, params))
+            out[key] = self._finish(apply_strong_fast(img, params))
         else:
             out[key] = tr.normalize(apply_strong_release(Image.fromarray(img), params))
 

@@ -112,15 +112,13 @@ class TrainLoaders:
 def batch_to_device(batch: dict, device: torch.device, cfg: dict | None = None) -> dict:
     """The batch (named by the data layer) with its tensors on the training device.
 
-    With the engine option `photometric_device`, image views arrive as uint8 and strong views with
-    their drawn parameters (`photo_<view>`): the photometric chain and the normalisation run on
-    `device` (`semiseg.data.device_photometric.finish_batch`) and the parameter keys are dropped."""
-    from semiseg.engine.options import option
-    if cfg is not None and option(cfg, 'photometric_device'):
-        from semiseg.data.device_photometric import finish_batch
-        return finish_batch(batch, device)
-    nb = device.type == 'cuda'
-    return {k: v.to(device, non_blocking=nb) if torch.is_tensor(v) else v for k, v in batch.items()}
+    Float views of the default path are moved as they are. With the switches `augment=fast` or
+    `photometric_device`, image views arrive as uint8 (and strong views with their drawn parameters,
+    `photo_<view>`): the photometric chain and the normalisation run on `device`
+    (`semiseg.data.device_photometric.finish_batch`) and the parameter keys are dropped. `cfg` is
+    the run config (kept for switches that need it; the batch itself says what it holds)."""
+    from semiseg.data.device_photometric import finish_batch
+    return finish_batch(batch, device)
 
 
 def process_cpus() -> int:

@@ -39,6 +39,7 @@ from torch.utils.data import default_collate
 from semiseg.data.semi_dataset import AugConfig, SemiDataset
 from semiseg.data.voc_like import make_voc_like
 from semiseg.engine.loaders import STREAM_LABELED, STREAM_PARTNER, STREAM_UNLABELED, seed_sample
+from semiseg.utils.cli import OneLineParser
 
 PATHS = {'release': {}, 'fast': {'augment': 'fast'},
          'device': {'augment': 'fast', 'photometric_device': True},
@@ -91,65 +92,42 @@ def view_sets(exp: int | None, run: int | None) -> tuple[ViewSets, int | None]:
                     aug.scale_ratio_range), aug.crop_size
 
 
-def _time_ours(ds: SemiDataset, stream: int, epoch: int, batch: int, times: StageTimes,
-               device_ops: bool) -> None:
-    n = len(ds)
-    acc = dict.fromkeys(STAGES, 0.0)
-    samples = []
-    for i in range(n):
+def _ours(ds: SemiDataset, stream: int):
+    """One seeded sample of ours, timed by stage: (sample, {stage: seconds})."""
+    def sample(i: int, epoch: int) -> tuple[dict, dict[str, float]]:
         seed_sample(0, stream, epoch, i)
         t0 = time.perf_counter()
         img, mask = ds.load(i)
         t1 = time.perf_counter()
         img, mask = ds.geometry(img, mask)
         t2 = time.perf_counter()
-        samples.append(ds.build_views(img, mask))
+        out = ds.build_views(img, mask)
         t3 = time.perf_counter()
-        acc['decode'] += t1 - t0
-        acc['geometric'] += t2 - t1
-        acc['photometric'] += t3 - t2
-    batches = []
-    t0 = time.perf_counter()
-    for b in range(0, n - batch + 1, batch):
-        batches.append(default_collate(samples[b:b + batch]))
-    acc['collate'] = time.perf_counter() - t0
-    for k, v in acc.items():
-        times.add(k, v / n)
-    times.add('total', sum(acc.values()) / n)
-    if device_ops:
-        from semiseg.data.device_photometric import finish_batch
-        t0 = time.perf_counter()
-        for b in batches:
-            finish_batch(b, torch.device('cpu'))
-        times.add('device_ops', (time.perf_counter() - t0) / (len(batches) * batch))
+        return out, {'decode': t1 - t0, 'geometric': t2 - t1, 'photometric': t3 - t2}
+    return sample
 
 
-def _time_release(ds: Any, stream: int, epoch: int, batch: int, times: StageTimes) -> None:
-    n = len(ds)
-    samples = []
-    t0 = time.perf_counter()
-    for i in range(n):
+def _theirs(ds: Any, stream: int):
+    """One seeded sample of the release's SemiDataset: its whole __getitem__ as one stage."""
+    def sample(i: int, epoch: int) -> tuple[Any, dict[str, float]]:
         seed_sample(0, stream, epoch, i)
-        samples.append(ds[i])
-    t_items = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for b in range(0, n - batch + 1, batch):
-        default_collate(samples[b:b + batch])
-    t_collate = time.perf_counter() - t0
-    times.add('collate', t_collate / n)
-    times.add('total', (t_items + t_collate) / n)
+        t0 = time.perf_counter()
+        out = ds[i]
+        return out, {'item': time.perf_counter() - t0}
+    return sample
 
 
 def measure(crop: int, paths: list[str], sets: ViewSets, data_dir: Path, entries, repeats: int, batch: int,
             compare_release: bool) -> dict[str, dict[str, dict[str, float]]]:
-    """{path: {stream: {stage: ms per sample}}} for one crop, paths interleaved in every repeat."""
-    datasets = {}
+    """{path: {stream: {stage: ms per sample}}} for one crop. Paths are interleaved sample by sample,
+    so a shared machine's load changes hit them alike."""
+    runners = []
     for path in paths:
         aug = AugConfig(crop_size=crop, img_scale=sets.img_scale, scale_ratio_range=sets.scale_ratio_range,
                         **PATHS[path])
-        datasets[path] = [(name, stream, SemiDataset(data_dir, entries, mode, aug, views=views, check_first=0))
-                          for name, mode, views, stream in sets.streams()]
-    release = None
+        for name, mode, views, stream in sets.streams():
+            ds = SemiDataset(data_dir, entries, mode, aug, views=views, check_first=0)
+            runners.append((path, name, _ours(ds, stream)))
     if compare_release:
         from semiseg.tools.release_pipeline import load_release_semi, release_path
         semi = load_release_semi()
@@ -162,18 +140,40 @@ def measure(crop: int, paths: list[str], sets: ViewSets, data_dir: Path, entries
         id_path = data_dir / 'list.txt'
         rel_l = semi.SemiDataset('pascal', str(data_dir), 'train_l', crop, str(id_path))
         rel_u = semi.SemiDataset('pascal', str(data_dir), 'train_u', crop, str(id_path))
-        release = [('labeled', STREAM_LABELED, rel_l), ('unlabeled', STREAM_UNLABELED, rel_u),
-                   ('partner', STREAM_PARTNER, rel_u)]     # the release loads the partner batch the same way
-    times: dict[str, dict[str, StageTimes]] = {}
+        runners += [(RELEASE, 'labeled', _theirs(rel_l, STREAM_LABELED)),
+                    (RELEASE, 'unlabeled', _theirs(rel_u, STREAM_UNLABELED)),
+                    (RELEASE, 'partner', _theirs(rel_u, STREAM_PARTNER))]   # the release loads it the same way
+    n = len(entries)
+    times: dict[tuple[str, str], StageTimes] = {(path, name): StageTimes() for path, name, _ in runners}
     for rep in range(-1, repeats):      # repeat -1 warms caches up (files, imports, allocator); not kept
-        for path, streams in datasets.items():
-            for name, stream, ds in streams:
-                sink = times.setdefault(path, {}).setdefault(name, StageTimes()) if rep >= 0 else StageTimes()
-                _time_ours(ds, stream, rep, batch, sink, device_ops=PATHS[path].get('photometric_device', False))
-        for name, stream, ds in release or ():
-            sink = times.setdefault(RELEASE, {}).setdefault(name, StageTimes()) if rep >= 0 else StageTimes()
-            _time_release(ds, stream, rep, batch, sink)
-    return {path: {name: t.median_ms() for name, t in streams.items()} for path, streams in times.items()}
+        acc = {key: {} for key in times}
+        samples = {key: [] for key in times}
+        for i in range(n):
+            for path, name, run in runners:
+                out, stages = run(i, rep)
+                samples[path, name].append(out)
+                for k, v in stages.items():
+                    acc[path, name][k] = acc[path, name].get(k, 0.0) + v
+        for key, stages in acc.items():
+            t0 = time.perf_counter()
+            batches = [default_collate(samples[key][b:b + batch]) for b in range(0, n - batch + 1, batch)]
+            stages['collate'] = time.perf_counter() - t0
+            if rep < 0:
+                continue
+            for k, v in stages.items():
+                if k != 'item':
+                    times[key].add(k, v / n)
+            times[key].add('total', sum(stages.values()) / n)
+            if PATHS.get(key[0], {}).get('photometric_device'):
+                from semiseg.data.device_photometric import finish_batch
+                t0 = time.perf_counter()
+                for b in batches:
+                    finish_batch(b, torch.device('cpu'))
+                times[key].add('device_ops', (time.perf_counter() - t0) / (len(batches) * batch))
+    result: dict[str, dict[str, dict[str, float]]] = {}
+    for (path, name), t in times.items():
+        result.setdefault(path, {})[name] = t.median_ms()
+    return result
 
 
 def cores_per_gpu(streams: dict[str, dict[str, float]], batch: int, step_time: float) -> float:
@@ -231,7 +231,8 @@ def run(crops: list[int], paths: list[str], sets: ViewSets, samples: int, repeat
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description='Time the training data pipeline per CPU core.')
+    parser = OneLineParser(prog='python -m semiseg.tools.bench --what data',
+                           description='Time the training data pipeline per CPU core.')
     parser.add_argument('--exp', type=int, help="take views, crop and rescale rule from this run (default "
                         "UniMatch's views, long-side rescale)")
     parser.add_argument('--run', type=int, default=0)
