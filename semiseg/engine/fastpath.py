@@ -64,3 +64,19 @@ def autocast(precision: str, device: torch.device):
     if precision == 'bf16':
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def apply_fast_path(model: nn.Module, cfg: dict) -> None:
+    """The run's fast-path engine options on `model` (all off by default: the releases' numerics)."""
+    import logging
+
+    from .options import option
+    log = logging.getLogger('semiseg.engine.trainer')
+    torch.set_float32_matmul_precision(matmul_precision(option(cfg, 'precision')))
+    if option(cfg, 'grad_checkpointing'):
+        log.info('activation checkpointing in %s', ', '.join(set_activation_checkpointing(model)) or 'nothing')
+    if option(cfg, 'channels_last'):
+        log.info('channels_last: %s', ', '.join(set_channels_last(model)) or 'nothing')
+    if option(cfg, 'compile'):
+        compile_model(model)
+        log.info('model compiled with torch.compile')
