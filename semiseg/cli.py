@@ -15,7 +15,7 @@ from typing import Any
 
 from semiseg.data.datasets import DATASETS
 from semiseg.data.errors import DataError
-from semiseg.engine.runlock import lock_holder
+from semiseg.engine.runlock import describe_owner
 from semiseg.experiments import get_experiment, get_runs, list_experiments, with_overrides, with_world
 from semiseg.experiments.config import with_seed
 from semiseg.experiments.files import ExperimentFileError, FileExperiment
@@ -23,6 +23,7 @@ from semiseg.experiments.io import generated_config_dir, load_config, save_exper
 from semiseg.experiments.overrides import OverrideError, parse_cfg_options
 from semiseg.experiments.registry import UnknownExperiment, experiment_dirs_added
 from semiseg.experiments.selection import SPEC_HELP, RunSpecError, parse_run_spec
+from semiseg.launch.claim import busy_line, who_trains
 from semiseg.launch.local import LaunchError
 from semiseg.launch.options import SlurmOptions, SlurmOptionsError
 from semiseg.launch.rundir import CONFIG_FILE, find_finished, find_resumable, run_dir_path, unfinished_with_other_config
@@ -35,7 +36,7 @@ log = logging.getLogger('semiseg.cli')
 LAUNCHERS = ('local', 'slurm', 'debug')
 # Slurm flags -> SlurmOptions fields (flag dest == field name)
 SLURM_FLAGS = ('partition', 'time_min', 'account', 'qos', 'constraint', 'mem_gb', 'nodes',
-               'gpus_per_node', 'cpus_per_task', 'array_parallelism', 'extra_sbatch')
+               'gpus_per_node', 'cpus_per_task', 'array_parallelism', 'max_array_size', 'extra_sbatch')
 
 
 class RunError(RuntimeError):
@@ -87,7 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--nodes', type=int, help='nodes per job')
     s.add_argument('--gpus-per-node', type=int, help='GPUs per node (default: --ngpus or n_gpus)')
     s.add_argument('--cpus-per-task', type=int, help='CPU cores per task')
-    s.add_argument('--array-parallelism', type=int, help='array tasks running at once')
+    s.add_argument('--max-parallel', '--array-parallelism', dest='array_parallelism', type=int,
+                   help='at most this many runs of a resource group train at once (the array throttle %%P)')
+    s.add_argument('--max-array-size', type=int,
+                   help="the cluster's MaxArraySize (default: read from `scontrol show config`); larger "
+                        'sweeps are split into several arrays')
     s.add_argument('--sbatch', dest='extra_sbatch', action='append', default=[], metavar='KEY=VALUE',
                    help='extra sbatch parameter (repeatable), e.g. --sbatch mail-type=END')
     s.add_argument('--slurm-defaults', type=Path,
@@ -220,30 +225,31 @@ class Decision:
 
     index: int
     cfg: dict[str, Any]
-    action: str                 # 'new', 'resume' or 'skip'
-    run_dir: Path               # folder to create, to resume, or that already finished
+    action: str                 # 'new', 'resume', 'skip' (finished) or 'busy' (another live process has it)
+    run_dir: Path               # folder to create, to resume, that already finished, or being trained
 
 
 def _decide(sel: Selection, args: argparse.Namespace) -> list[Decision]:
     """Apply the resume policy to every selected run (reads run folders, writes nothing).
 
-    An unfinished folder with this exact config resumes, unless another process trains it now (then
-    a new folder starts, or --resume says who holds it). An unfinished folder of this run whose
+    An unfinished folder with this exact config resumes. A config that another live process launches
+    or trains now (its claim or its folder's run lock is held) is left to it: one line says who, and
+    --force starts a repeat on purpose (launch/claim.py). An unfinished folder of this run whose
     config.yaml was edited (or cannot be read) is never skipped silently: --resume continues it with
     its own config, --force starts afresh, otherwise the command stops and says so.
     """
     decisions = []
     for index, cfg in zip(sel.indices, sel.cfgs):
-        resumable = None if args.force else find_resumable(cfg, args.exp_root)
-        holder = lock_holder(resumable) if resumable is not None else None
-        if resumable is not None and holder is not None:
+        busy = None if args.force else who_trains(cfg, args.exp_root)
+        if busy is not None:
+            owner, folder = busy
             if args.resume:
-                raise UsageError(f'--resume: run {index} ({resumable}) is being trained right now by pid '
-                                 f'{holder.get("pid")} on {holder.get("host")}; wait for it or stop it first')
-            print(f'run {index}: {resumable} is being trained by pid {holder.get("pid")} on {holder.get("host")}; '
-                  'starting a new folder instead')
-            decisions.append(Decision(index, cfg, 'new', run_dir_path(cfg, args.exp_root)))
+                raise UsageError(f'--resume: run {index} ({folder or cfg["name"]}) is being trained right now by '
+                                 f'{describe_owner(owner)}; wait for it or stop it first')
+            print(busy_line(index, cfg, owner, folder))
+            decisions.append(Decision(index, cfg, 'busy', folder or run_dir_path(cfg, args.exp_root)))
             continue
+        resumable = None if args.force else find_resumable(cfg, args.exp_root)
         if resumable is not None:
             decisions.append(Decision(index, cfg, 'resume', resumable))
             continue
@@ -282,27 +288,19 @@ def _prepare_data(cfgs: list[dict[str, Any]]) -> None:
 
 def _print_sbatch(decisions: list[Decision], slurm: SlurmOptions, cluster: str) -> None:
     """The sbatch script of each job (array) a Slurm submission would create."""
-    from semiseg.launch.slurm import LOG_FOLDER, SlurmError, render_sbatch, run_resources
-    groups: dict[Any, list[tuple[dict[str, Any], Path]]] = {}
-    for d in decisions:
-        if d.action != 'skip':
-            groups.setdefault(run_resources(d.cfg, slurm), []).append((d.cfg, d.run_dir))
-    for runs in groups.values():
-        if cluster == 'debug':
-            print(f'debug: submitit DebugExecutor trains {len(runs)} run(s) in this process, one by one')
-            continue
-        try:
-            script = render_sbatch(runs, slurm, runs[0][1].parent / LOG_FOLDER / '%j')
-        except SlurmError as e:
-            raise UsageError(str(e)) from None
-        print(f'sbatch script for {len(runs)} run(s):\n{script}')
+    from semiseg.launch.slurm import SlurmError, dry_run_text
+    try:
+        todo = [d for d in decisions if d.action in ('new', 'resume')]
+        print(dry_run_text([(d.cfg, d.run_dir) for d in todo], slurm, cluster, labels=[str(d.index) for d in todo]))
+    except SlurmError as e:
+        raise UsageError(str(e)) from None
 
 
 def _local_plans(decisions: list[Decision], ngpus: int | None) -> tuple[int, dict[int, Any]]:
     """Visible GPUs and the local plan of every run to start (LaunchError if impossible)."""
-    from semiseg.launch.local import cuda_device_count, plan_local
-    cuda = cuda_device_count()
-    return cuda, {d.index: plan_local(d.cfg, ngpus, cuda) for d in decisions if d.action != 'skip'}
+    from semiseg.launch.local import plan_local, visible_gpus
+    cuda = visible_gpus([d.cfg for d in decisions if d.action in ('new', 'resume')])
+    return cuda, {d.index: plan_local(d.cfg, ngpus, cuda) for d in decisions if d.action in ('new', 'resume')}
 
 
 def _dry_run(decisions: list[Decision], args: argparse.Namespace, slurm: SlurmOptions | None,
@@ -314,6 +312,9 @@ def _dry_run(decisions: list[Decision], args: argparse.Namespace, slurm: SlurmOp
         print(f'run {d.index}: {d.cfg["name"]}')
         if d.action == 'skip':
             print(f'  already finished in {d.run_dir}; would skip it (--force trains it again)')
+            continue
+        if d.action == 'busy':
+            print(f'  another process trains it ({d.run_dir}); would move on (--force starts a repeat)')
             continue
         print(f'  {"resume" if d.action == "resume" else "new folder"}: {d.run_dir}')
         if slurm is None:
@@ -329,9 +330,17 @@ def _launch(decisions: list[Decision], args: argparse.Namespace, slurm: SlurmOpt
         if d.action == 'skip':
             print(f'run {d.index} ({d.cfg["name"]}) already finished in {d.run_dir}; not training it '
                   f'again. Pass --force to train it again in a new folder.')
-    todo = [d for d in decisions if d.action != 'skip']
+    todo = [d for d in decisions if d.action in ('new', 'resume')]
     if not todo:
         return 0
+    if slurm is None:   # each run under its config's claim, decided again when its turn comes
+        from semiseg.launch.local import launch_claimed
+        try:
+            return launch_claimed(todo, args.exp_root, args.ngpus, cuda_count=cuda, force=args.force,
+                                  prepare=_prepare_data)
+        except OSError as err:
+            raise RunError(f'cannot create a run folder under {args.exp_root} ({err.strerror or err}); choose '
+                           'a writable --exp-root') from None
     _prepare_data([d.cfg for d in todo])
     runs = []
     for d in todo:
@@ -356,9 +365,7 @@ def _launch(decisions: list[Decision], args: argparse.Namespace, slurm: SlurmOpt
                 if d.action == 'new' and [p.name for p in run_dir.iterdir()] == [CONFIG_FILE]:
                     shutil.rmtree(run_dir)
             raise UsageError(str(e)) from None
-        return 0
-    from semiseg.launch.local import launch_local
-    return launch_local(runs, args.ngpus, cuda_count=cuda)
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:

@@ -250,7 +250,7 @@ def test_slurm_dry_run_prints_sbatch_script(env, capsys):
     assert cli.main(['--exp', '40', '--run', '0-1', '--launcher', 'slurm', '--dry-run',
                      '--partition', 'gpu', '--time-min', '90']) == 0
     out = capsys.readouterr().out
-    assert 'sbatch script for 2 run(s):' in out
+    assert 'sbatch script of submission 1 (2 run(s)):' in out and 'array 0-1%2 (2 task(s)); runs 0,1' in out
     for line in ('#SBATCH --array=0-1%2', '#SBATCH --partition=gpu', '#SBATCH --time=90',
                  '#SBATCH --gpus-per-node=4', '#SBATCH --job-name=semiseg-e40'):
         assert line in out

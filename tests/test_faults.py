@@ -135,7 +135,7 @@ def test_a_live_folder_has_one_writer_and_a_dead_one_is_stale(tmp_path, capsys):
 
 
 def test_cli_never_shares_a_live_folder(tmp_path, monkeypatch, capsys):
-    """Two starts of the same run: the second makes its own folder (or, with --resume, says who trains)."""
+    """Two starts of the same run: the second says who trains it and moves on (--resume: an error)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv('SEMISEG_CONFIG_DIR', str(tmp_path / 'gen'))
     cfg = get_runs(0)[1]
@@ -147,8 +147,8 @@ def test_cli_never_shares_a_live_folder(tmp_path, monkeypatch, capsys):
         assert holder.stdout.readline().strip() == b'held'
         assert cli.main(['--exp', '0', '--run', '1', '--dry-run']) == 0
         out = capsys.readouterr().out
-        assert f'is being trained by pid {holder.pid}' in out and 'starting a new folder instead' in out
-        assert 'new folder:' in out and f'resume: {live}' not in out
+        assert f'is being trained by pid {holder.pid}' in out and 'would move on' in out and str(live) in out
+        assert 'new folder:' not in out and f'resume: {live}' not in out
         assert cli.main(['--exp', '0', '--run', '1', '--resume', '--dry-run']) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and f'is being trained right now by pid {holder.pid}' in err[0]

@@ -3,6 +3,7 @@ import json
 import os
 import re
 import socket
+import subprocess
 import sys
 import time
 import types
@@ -188,3 +189,70 @@ def test_unreadable_results_count_as_unfinished(tmp_path):
     run_dir = create_run_dir(cfg, tmp_path)
     (run_dir / 'results.json').write_text('{not json')
     assert not is_finished(run_dir) and find_resumable(cfg, tmp_path) == run_dir
+
+
+# ---------------------------------------------------------------- claims: one launcher per config
+
+def _hold(code: str) -> subprocess.Popen:
+    """A live process that runs `code` (taking a lock), says 'held', then waits to be killed."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(Path(__file__).parents[1]),
+                                                                  os.environ.get('PYTHONPATH')) if p))
+    proc = subprocess.Popen([sys.executable, '-c', code + '; print("held", flush=True); import time; time.sleep(60)'],
+                            env=env, stdout=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b'held'
+    return proc
+
+
+def _selected(cfgs):
+    return [types.SimpleNamespace(index=i, cfg=c) for i, c in enumerate(cfgs)]
+
+
+def test_a_claimed_config_is_left_to_its_holder_and_force_repeats_it(tmp_path, fake_engine, capsys):
+    calls, _ = fake_engine
+    cfgs = [{**c, 'device': 'cpu'} for c in get_runs(0)[:2]]
+    exp = tmp_path / 'exp'
+    holder = _hold(f'from semiseg.launch.claim import ConfigClaim; c = ConfigClaim({cfgs[0]!r}, {str(exp)!r}); '
+                   'assert c.take() is None')
+    try:
+        from semiseg.launch.claim import claim_holder, who_trains
+        assert claim_holder(cfgs[0], exp)['pid'] == holder.pid and claim_holder(cfgs[1], exp) is None
+        assert who_trains(cfgs[0], exp)[0]['pid'] == holder.pid
+        assert local.launch_claimed(_selected(cfgs), exp, cuda_count=0) == 0
+        out = capsys.readouterr().out
+        assert f'run 0 ({cfgs[0]["name"]}): is being trained by pid {holder.pid} on ' in out and 'moving on' in out
+        assert [name for name, _ in calls] == [cfgs[1]['name']]          # run 1 trained, run 0 left alone
+        assert local.launch_claimed(_selected(cfgs[:1]), exp, cuda_count=0, force=True) == 0
+        assert [name for name, _ in calls] == [cfgs[1]['name'], cfgs[0]['name']]   # --force: a repeat
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone: its claim with it; run 1 finished meanwhile, run 0 finished by the forced repeat
+    assert local.launch_claimed(_selected(cfgs), exp, cuda_count=0) == 0
+    assert len(calls) == 2 and capsys.readouterr().out.count('finished meanwhile') == 2
+
+
+def test_a_folder_whose_trainer_holds_only_the_run_lock_is_not_trained_twice(tmp_path, fake_engine, capsys):
+    calls, _ = fake_engine
+    cfg = {**get_runs(0)[0], 'device': 'cpu'}
+    exp = tmp_path / 'exp'
+    live = create_run_dir(cfg, exp)           # e.g. `python -m semiseg.engine.run --run-dir` or a Slurm task
+    holder = _hold(f'from semiseg.engine.runlock import RunLock; RunLock({str(live)!r}).acquire()')
+    try:
+        assert local.launch_claimed(_selected([cfg]), exp, cuda_count=0) == 0
+        out = capsys.readouterr().out
+        assert f'is being trained by pid {holder.pid}' in out and str(live) in out and calls == []
+    finally:
+        holder.kill()
+        holder.wait()
+    assert local.launch_claimed(_selected([cfg]), exp, cuda_count=0) == 0     # now free: resumed, same folder
+    assert calls == [(cfg['name'], live)]
+
+
+def test_owner_record_names_the_slurm_task(monkeypatch):
+    from semiseg.engine.runlock import describe_owner, owner_record
+    monkeypatch.setenv('SLURM_JOB_ID', '130')
+    monkeypatch.setenv('SLURM_ARRAY_JOB_ID', '123')
+    monkeypatch.setenv('SLURM_ARRAY_TASK_ID', '7')
+    record = owner_record(run='x')
+    assert record['slurm_job'] == '123_7' and record['pid'] == os.getpid() and record['run'] == 'x'
+    assert '(Slurm job 123_7)' in describe_owner(record)

@@ -129,3 +129,82 @@ def test_defaults_file_lookup(tmp_path, monkeypatch):
     monkeypatch.setenv('SEMISEG_SLURM_DEFAULTS', str(other))
     assert slurm_defaults.load_options({}).qos == 'high'
     assert slurm_defaults.find_defaults_file(user_file) == user_file
+
+
+# ---------------------------------------------------------------- arrays under MaxArraySize
+
+def _shape(plans):
+    return [(p.group, p.chunk, p.size, p.parallelism, p.after) for p in plans]
+
+
+def test_plan_splits_arrays_at_max_array_size_and_keeps_the_parallel_cap():
+    # no cap reached: chunks of 2, 2, 1 side by side, each counting from 0
+    assert _shape(slurm.plan_arrays([5], max_parallel=32, max_array_size=2)) == [
+        (0, 0, 2, 2, None), (0, 1, 2, 2, None), (0, 2, 1, 1, None)]
+    # --max-parallel 2 with chunks of 3: one lane, each chunk waits for the previous one
+    assert _shape(slurm.plan_arrays([7], max_parallel=2, max_array_size=3)) == [
+        (0, 0, 3, 2, None), (0, 1, 3, 2, 0), (0, 2, 1, 1, 1)]
+    # --max-parallel 4 with chunks of 2: two lanes of 2 running tasks each
+    assert [p.after for p in slurm.plan_arrays([10], max_parallel=4, max_array_size=2)] == [None, None, 0, 1, 2]
+    # resource groups are planned one after another; positions in `after` are global
+    assert _shape(slurm.plan_arrays([3, 3], max_parallel=1, max_array_size=2)) == [
+        (0, 0, 2, 1, None), (0, 1, 1, 1, 0), (1, 0, 2, 1, None), (1, 1, 1, 1, 2)]
+    # small sweeps: one array, as before
+    assert _shape(slurm.plan_arrays([5], max_parallel=32, max_array_size=1001)) == [(0, 0, 5, 5, None)]
+
+
+@pytest.mark.parametrize('total,cap,size', [(1, 1, 1), (17, 3, 4), (2000, 32, 1001), (9, 5, 2), (6, 100, 1)])
+def test_plan_covers_every_run_once_and_never_exceeds_the_cap(total, cap, size):
+    plans = slurm.plan_arrays([total], max_parallel=cap, max_array_size=size)
+    covered = [plan.start + i for plan in plans for i in range(plan.size)]
+    assert covered == list(range(total)) and all(p.size <= size for p in plans)
+    # chunks that can run at the same time: one per chain (a chunk without `after` starts a chain)
+    heads = [p for p in plans if p.after is None]
+    assert sum(max(q.parallelism for q in plans if _chain_head(plans, q) is h) for h in heads) <= cap
+
+
+def _chain_head(plans, plan):
+    while plan.after is not None:
+        plan = plans[plan.after]
+    return plan
+
+
+def test_max_array_size_comes_from_the_option_or_scontrol():
+    config = 'MaxArraySize            = 4\nMaxJobCount             = 10000\n'
+    assert slurm.parse_max_array_size(config) == 4 and slurm.parse_max_array_size('MaxJobCount = 3') is None
+    assert slurm.cluster_max_array_size(SlurmOptions(), runner=lambda cmd: config) == (4, 'scontrol show config')
+    assert slurm.cluster_max_array_size(SlurmOptions(max_array_size=9), runner=lambda cmd: config)[0] == 9
+
+    def failing(cmd):
+        raise OSError('no controller')
+    assert slurm.cluster_max_array_size(SlurmOptions(), runner=failing)[0] == slurm.DEFAULT_MAX_ARRAY_SIZE
+
+
+def test_dry_run_prints_the_plan_and_each_groups_first_script():
+    runs = [(exp0_cfg(device='cpu', seed=s), Path(f'/exp/exp-0/r{s}')) for s in range(5)]
+    text = slurm.dry_run_text(runs, SlurmOptions(cpus_per_task=1, array_parallelism=2),
+                              runner=lambda cmd: 'MaxArraySize = 2\n', labels=['0', '1', '2', '3', '4'])
+    assert 'Slurm plan: 5 run(s) in 3 submission(s) (MaxArraySize 2: scontrol show config' in text
+    assert 'chunk 2/3, array 0-1%2 (2 task(s)), starts when submission 1 has ended; runs 2,3' in text
+    assert 'chunk 3/3, single job (1 task(s)), starts when submission 2 has ended; runs 4' in text
+    assert text.count('#SBATCH --array=0-1%2') == 1 and '--dependency' not in text
+
+
+def test_dependency_and_throttle_reach_the_sbatch_script():
+    runs = [(exp0_cfg(device='cpu', seed=s), Path(f'/r/{s}')) for s in range(3)]
+    text = render_sbatch(runs, SlurmOptions(cpus_per_task=1), Path('/logs/%j'), parallelism=1,
+                         dependency='afterany:41')
+    assert '#SBATCH --array=0-2%1' in text and '#SBATCH --dependency=afterany:41' in text
+
+
+def test_max_parallel_and_max_array_size_options(tmp_path):
+    from semiseg.cli import build_parser
+    from semiseg.launch.options import SlurmOptionsError, build_slurm_options
+    args = build_parser().parse_args(['--max-parallel', '3', '--max-array-size', '5'])
+    assert (args.array_parallelism, args.max_array_size) == (3, 5)
+    defaults = tmp_path / 'slurm.yaml'
+    defaults.write_text('max_parallel: 4\nmax_array_size: 1000\n')
+    opts = build_slurm_options({'array_parallelism': None}, defaults)
+    assert (opts.array_parallelism, opts.max_array_size) == (4, 1000)
+    with pytest.raises(SlurmOptionsError, match='max_array_size must be a positive integer'):
+        build_slurm_options({'max_array_size': 0})

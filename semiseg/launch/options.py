@@ -17,6 +17,7 @@ import yaml
 from semiseg.utils.safe_yaml import read_yaml
 
 DEFAULTS_ENV = 'SEMISEG_SLURM_DEFAULTS'
+ALIASES = {'max_parallel': 'array_parallelism'}   # defaults-file key -> field (the CLI's --max-parallel)
 
 
 class SlurmOptionsError(ValueError):
@@ -36,7 +37,8 @@ class SlurmOptions:
     nodes: int = 1                      # nodes per job
     gpus_per_node: int | None = None    # GPUs (= tasks) per node; None: --ngpus or the run's n_gpus
     cpus_per_task: int = 8              # CPU cores per task (dataloader workers + main process)
-    array_parallelism: int = 32         # at most this many array tasks run at once
+    array_parallelism: int = 32         # at most this many array tasks run at once (--max-parallel)
+    max_array_size: int | None = None   # the cluster's MaxArraySize; None: read `scontrol show config`
     extra_sbatch: list[str] = field(default_factory=list)  # raw extra sbatch flags, 'key=value'
     defaults_file: Path | None = None   # YAML file the defaults above were read from, if any
 
@@ -58,6 +60,11 @@ def load_defaults(path: Path) -> dict[str, Any]:
         raise SlurmOptionsError(f'Slurm defaults file {path} is not valid YAML: {e}') from None
     if not isinstance(data, dict):
         raise SlurmOptionsError(f'Slurm defaults file {path} must be a YAML mapping of option: value')
+    for alias, name in ALIASES.items():
+        if alias in data:
+            if name in data:
+                raise SlurmOptionsError(f'Slurm defaults file {path} sets both {alias} and {name}; keep one')
+            data[name] = data.pop(alias)
     known = SlurmOptions.field_names()
     unknown = sorted(set(data) - set(known))
     if unknown:
@@ -84,7 +91,8 @@ def build_slurm_options(cli_values: dict[str, Any], defaults_file: str | Path | 
                 values['extra_sbatch'] = list(values.get('extra_sbatch') or []) + list(value)
         elif value is not None:
             values[key] = value
-    for key in ('time_min', 'mem_gb', 'nodes', 'gpus_per_node', 'cpus_per_task', 'array_parallelism'):
+    for key in ('time_min', 'mem_gb', 'nodes', 'gpus_per_node', 'cpus_per_task', 'array_parallelism',
+                'max_array_size'):
         value = values.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise SlurmOptionsError(f'Slurm option {key} must be a positive integer, got {value!r}')

@@ -6,6 +6,12 @@ per GPU, and torch.distributed is set up from the Slurm allocation inside the ta
 cluster could reject (no sbatch, unknown partition, more GPUs or CPUs than a node has) is
 checked with `sinfo` before anything is submitted.
 
+A group larger than the cluster's `MaxArraySize` (which caps the array *index*: indices run up to
+MaxArraySize - 1) is split into several arrays, each counting from 0; submitit pickles one task per
+index, so every chunk maps its own indices to its runs. `--max-parallel P` stays a cap over the
+whole group: chunks run side by side only while their throttles add up to at most P, otherwise a
+chunk waits for an earlier one (`--dependency=afterany`), see `plan_arrays`.
+
 `cluster='debug'` runs the same callable in this process (submitit's DebugExecutor: pdb on
 error); `cluster='local'` runs it in a local subprocess with submitit's signal handling.
 """
@@ -27,7 +33,7 @@ import submitit
 from semiseg.engine.options import option
 from semiseg.utils.files import atomic_write_json
 
-from .job import DEFAULT_TRAIN_FN, JOB_FILE, TrainJob, read_job_record, utc_now
+from .job import DEFAULT_TRAIN_FN, JOB_FILE, TrainJob, read_job_record, slurm_job_id, utc_now
 from .options import SlurmOptions
 from .rundir import is_finished
 
@@ -35,6 +41,7 @@ log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLUSTERS = ('slurm', 'debug', 'local')
+DEFAULT_MAX_ARRAY_SIZE = 1001      # Slurm's default MaxArraySize (slurm.conf(5))
 LOG_FOLDER = 'slurm-logs'          # under exp/exp-E/: submitit pickles and job logs, per job id
 SIGNAL_DELAY_S = 120               # USR2 this long before the time limit: finish the step, save
 MAX_TIMEOUT_REQUEUES = 50          # time-limit requeues per run (preemptions do not count)
@@ -119,21 +126,104 @@ def job_name(cfgs: list[dict[str, Any]]) -> str:
 
 
 def render_sbatch(runs: list[tuple[dict[str, Any], Path]], opts: SlurmOptions, folder: Path,
-                  python: str | None = None) -> str:
+                  python: str | None = None, parallelism: int | None = None,
+                  dependency: str | None = None) -> str:
     """The sbatch script submitit writes for `runs` (an array when there are several).
 
     Uses submitit's own script builder, so the text is what `sbatch` receives; all runs must
-    need the same resources (as within one array).
+    need the same resources (as within one array). `parallelism` and `dependency` are an
+    `ArrayPlan`'s throttle and `--dependency` (default: the options' throttle, none).
     """
     from submitit.slurm.slurm import _make_sbatch_string
     resources = {run_resources(cfg, opts) for cfg, _ in runs}
     if len(resources) != 1:
         raise SlurmError('runs with different resources go to separate job arrays; render them one group at a time')
     params = sbatch_parameters(resources.pop(), opts, job_name([cfg for cfg, _ in runs]))
+    if parallelism is not None:
+        params['array_parallelism'] = parallelism
+    if dependency:
+        params['dependency'] = dependency
     command = ' '.join([python or shlex.quote(sys.executable), '-u -m submitit.core._submit',
                         shlex.quote(str(folder))])
     return _make_sbatch_string(command=command, folder=folder,
                                map_count=len(runs) if len(runs) > 1 else None, **params)
+
+
+# ---------------------------------------------------------------- arrays under MaxArraySize
+
+@dataclass(frozen=True)
+class ArrayPlan:
+    """One sbatch submission: `size` runs of one resource group, array indices 0..size-1."""
+
+    group: int              # resource group (position in submission order)
+    chunk: int              # chunk of the group, from 0
+    chunks: int             # chunks of the group
+    start: int              # position of its first run within the group
+    size: int               # runs (= array tasks; a one-run chunk is a plain job)
+    parallelism: int        # its `%P` throttle
+    after: int | None       # position in the plan of the array it waits for (afterany), if any
+
+
+def plan_arrays(group_sizes: list[int], max_parallel: int, max_array_size: int) -> list[ArrayPlan]:
+    """Split each resource group into arrays of at most `max_array_size` tasks, throttled so that
+    at most `max_parallel` tasks of a group run at once.
+
+    Chunks of a group form `lanes` = max_parallel // (throttle of a full chunk) parallel lanes
+    (at least one); within a lane a chunk starts after the previous one ended (afterany), so the
+    throttles of the arrays that can run together add up to at most `max_parallel`.
+    """
+    if max_parallel < 1 or max_array_size < 1:
+        raise ValueError(f'max_parallel and max_array_size must be positive, got {max_parallel}, {max_array_size}')
+    plans: list[ArrayPlan] = []
+    for group, total in enumerate(group_sizes):
+        chunks = -(-total // max_array_size)
+        throttle = min(max_parallel, max_array_size, total)
+        lanes = max(1, max_parallel // throttle) if throttle else 1
+        first = len(plans)
+        for chunk in range(chunks):
+            start = chunk * max_array_size
+            size = min(max_array_size, total - start)
+            after = first + chunk - lanes if chunk >= lanes else None
+            plans.append(ArrayPlan(group, chunk, chunks, start, size, min(size, throttle), after))
+    return plans
+
+
+def parse_max_array_size(config_text: str) -> int | None:
+    """MaxArraySize from `scontrol show config` output (None when absent)."""
+    match = re.search(r'^\s*MaxArraySize\s*=\s*(\d+)', config_text, flags=re.MULTILINE)
+    return int(match.group(1)) if match else None
+
+
+def cluster_max_array_size(opts: SlurmOptions, runner: Runner | None = None) -> tuple[int, str]:
+    """(MaxArraySize, where it came from): the option, else `scontrol show config`, else Slurm's
+    default 1001."""
+    if opts.max_array_size:
+        return opts.max_array_size, 'from --max-array-size or the Slurm defaults file'
+    if runner is None and shutil.which('scontrol') is None:
+        return DEFAULT_MAX_ARRAY_SIZE, "Slurm's default (scontrol not found; set --max-array-size)"
+    try:
+        found = parse_max_array_size((runner or run_command)(['scontrol', 'show', 'config']))
+    except (subprocess.SubprocessError, OSError) as err:
+        log.debug('scontrol show config failed: %s', err)
+        found = None
+    if found is None:
+        return DEFAULT_MAX_ARRAY_SIZE, "Slurm's default (scontrol did not say; set --max-array-size)"
+    return found, 'scontrol show config'
+
+
+def describe_plan(plans: list[ArrayPlan], group_labels: list[list[str]], max_array_size: int, source: str,
+                  max_parallel: int) -> str:
+    """What a submission creates: arrays, tasks each, the runs they train, throttles, dependencies."""
+    lines = [f'Slurm plan: {sum(p.size for p in plans)} run(s) in {len(plans)} submission(s) '
+             f'(MaxArraySize {max_array_size}: {source}; --max-parallel {max_parallel} per resource group)']
+    for k, plan in enumerate(plans):
+        labels = group_labels[plan.group][plan.start:plan.start + plan.size]
+        kind = f'array 0-{plan.size - 1}%{plan.parallelism}' if plan.size > 1 else 'single job'
+        wait = f', starts when submission {plan.after + 1} has ended' if plan.after is not None else ''
+        shown = ','.join(labels[:8]) + (f',... ({len(labels) - 8} more)' if len(labels) > 8 else '')
+        lines.append(f'  submission {k + 1}: resource group {plan.group + 1}, chunk {plan.chunk + 1}/{plan.chunks}, '
+                     f'{kind} ({plan.size} task(s)){wait}; runs {shown}')
+    return '\n'.join(lines)
 
 
 # ---------------------------------------------------------------- checks against the cluster
@@ -263,12 +353,16 @@ def _parse_state_lines(text: str) -> dict[str, str]:
 
 def active_job(run_dir: Path, runner: Runner = run_command) -> str | None:
     """The id of a queued or running Slurm job that trains `run_dir`, if any."""
-    record = read_job_record(run_dir)
-    if not record or record.get('cluster') != 'slurm':
-        return None
-    job_id = record.get('job_id')
-    state = slurm_states([job_id], runner).get(job_id)
-    return job_id if state in ACTIVE_STATES else None
+    return active_jobs([run_dir], runner).get(Path(run_dir))
+
+
+def active_jobs(run_dirs: list[Path], runner: Runner = run_command) -> dict[Path, str]:
+    """Run folder -> id of its queued or running Slurm job, for the folders that have one
+    (one squeue/sacct query for all of them, whatever arrays they belong to)."""
+    ids = {Path(d): slurm_job_id(read_job_record(d)) for d in run_dirs}
+    wanted = [j for j in ids.values() if j]
+    states = slurm_states(wanted, runner) if wanted else {}
+    return {d: j for d, j in ids.items() if j and states.get(j) in ACTIVE_STATES}
 
 
 # ---------------------------------------------------------------- submission
@@ -286,24 +380,62 @@ def _executor(cluster: str, folder: Path, params: dict[str, Any], res: Resources
     return executor
 
 
-def _group(runs: list[tuple[dict[str, Any], Path]], opts: SlurmOptions) -> dict[Resources, list]:
-    groups: dict[Resources, list] = {}
-    for cfg, run_dir in runs:
-        groups.setdefault(run_resources(cfg, opts), []).append((cfg, Path(run_dir)))
-    return groups
-
-
-def _write_record(run_dir: Path, job: submitit.Job, cluster: str, res: Resources, opts: SlurmOptions) -> None:
+def _write_record(run_dir: Path, job: submitit.Job, cluster: str, res: Resources, opts: SlurmOptions,
+                  plan: ArrayPlan | None = None) -> None:
     """Store the job id and log paths in the run folder (read by --status)."""
     record = {
         'cluster': cluster, 'job_id': str(job.job_id), 'submitted': utc_now(),
         'partition': opts.partition, 'resources': asdict(res),
         'stdout': str(job.paths.stdout), 'stderr': str(job.paths.stderr),
     }
+    if plan is not None and plan.chunks > 1:
+        record['array_chunk'] = {'chunk': plan.chunk, 'chunks': plan.chunks, 'first_run': plan.start}
     previous = read_job_record(run_dir)
     if previous:
         record['previous_jobs'] = previous.get('previous_jobs', []) + [previous.get('job_id')]
     atomic_write_json(run_dir / JOB_FILE, record)
+
+
+def submission_plan(runs: list[tuple[dict[str, Any], Path]], opts: SlurmOptions, cluster: str = 'slurm',
+                    runner: Runner | None = None, labels: list[str] | None = None,
+                    ) -> tuple[list[Resources], list[list], list[ArrayPlan], str]:
+    """(resource groups, their runs, the arrays to submit, a description of the plan naming each
+    run by its label: the run id, by default its position in `runs`).
+
+    Only a real Slurm cluster splits arrays (`local` and `debug` have no MaxArraySize)."""
+    labels = labels or [str(k) for k in range(len(runs))]
+    groups: dict[Resources, list] = {}
+    named: dict[Resources, list[str]] = {}
+    for (cfg, run_dir), label in zip(runs, labels):
+        res = run_resources(cfg, opts)
+        groups.setdefault(res, []).append((cfg, Path(run_dir)))
+        named.setdefault(res, []).append(label)
+    keys, members = list(groups), list(groups.values())
+    if cluster == 'slurm':
+        max_size, source = cluster_max_array_size(opts, runner)
+    else:
+        max_size, source = max([len(m) for m in members] + [1]), f'no limit with cluster={cluster}'
+    plans = plan_arrays([len(m) for m in members], opts.array_parallelism, max_size)
+    return keys, members, plans, describe_plan(plans, list(named.values()), max_size, source, opts.array_parallelism)
+
+
+def dry_run_text(runs: list[tuple[dict[str, Any], Path]], opts: SlurmOptions, cluster: str = 'slurm',
+                 runner: Runner | None = None, labels: list[str] | None = None) -> str:
+    """What `--dry-run` prints: the plan (arrays, tasks each) and the sbatch script of each
+    group's first array (the other chunks differ only in --array and --dependency)."""
+    if not runs:
+        return 'nothing to submit'
+    if cluster == 'debug':
+        return f'debug: submitit DebugExecutor trains {len(runs)} run(s) in this process, one by one'
+    _, members, plans, text = submission_plan(runs, opts, cluster, runner, labels)
+    out = [text]
+    for plan in plans:
+        if plan.chunk:
+            continue
+        group = members[plan.group][plan.start:plan.start + plan.size]
+        script = render_sbatch(group, opts, group[0][1].parent / LOG_FOLDER / '%j', parallelism=plan.parallelism)
+        out.append(f'sbatch script of submission {plans.index(plan) + 1} ({plan.size} run(s)):\n{script}')
+    return '\n'.join(out)
 
 
 def submit(runs: list[tuple[dict[str, Any], Path]], opts: SlurmOptions, cluster: str = 'slurm',
@@ -318,33 +450,40 @@ def submit(runs: list[tuple[dict[str, Any], Path]], opts: SlurmOptions, cluster:
         raise SlurmError(f'unknown cluster {cluster!r}; choose one of {", ".join(CLUSTERS)}')
     if cluster == 'slurm':
         check_tools()
+    runs = [(cfg, Path(run_dir)) for cfg, run_dir in runs]
+    busy = active_jobs([d for _, d in runs]) if cluster == 'slurm' else {}
     todo = []
     for cfg, run_dir in runs:
-        run_dir = Path(run_dir)
         if is_finished(run_dir):
             log.warning('run %s already finished in %s; skipped (use --force for a new run)', cfg['name'], run_dir)
             continue
-        busy = active_job(run_dir) if cluster == 'slurm' else None
-        if busy:
+        if run_dir in busy:
             log.warning('run %s already has Slurm job %s queued or running in %s; skipped '
-                        '(scancel %s first to resubmit)', cfg['name'], busy, run_dir, busy)
+                        '(scancel %s first to resubmit)', cfg['name'], busy[run_dir], run_dir, busy[run_dir])
             continue
         todo.append((cfg, run_dir))
-    groups = _group(todo, opts)
-    if cluster == 'slurm' and groups:
+    if not todo:
+        return []
+    keys, members, plans, text = submission_plan(todo, opts, cluster)
+    if cluster == 'slurm':
         partitions, default = parse_sinfo(run_command(['sinfo', '-h', '-N', '-o', '%P|%c|%m|%G']))
-        check_request(groups, opts, partitions, default)
+        check_request(dict(zip(keys, members)), opts, partitions, default)
+    log.info('%s', text)
     jobs: dict[Path, submitit.Job] = {}
-    for res, group in groups.items():
+    array_ids: list[str] = []
+    for plan in plans:
+        res, group = keys[plan.group], members[plan.group][plan.start:plan.start + plan.size]
         folder = group[0][1].parent / LOG_FOLDER / '%j'
         params = sbatch_parameters(res, opts, job_name([cfg for cfg, _ in group]))
+        params['array_parallelism'] = plan.parallelism
+        if plan.after is not None:
+            params['dependency'] = f'afterany:{array_ids[plan.after]}'
         executor = _executor(cluster, folder, params, res)
-        callables = [TrainJob(cfg, run_dir, train_fn=train_fn)
-                     for cfg, run_dir in group]
         with executor.batch():
-            submitted = [executor.submit(fn) for fn in callables]
+            submitted = [executor.submit(TrainJob(cfg, run_dir, train_fn=train_fn)) for cfg, run_dir in group]
+        array_ids.append(str(submitted[0].job_id).split('_')[0])
         for (cfg, run_dir), job in zip(group, submitted):
-            _write_record(run_dir, job, cluster, res, opts)
+            _write_record(run_dir, job, cluster, res, opts, plan)
             jobs[run_dir] = job
             log.info('run %s -> %s job %s (log %s)', cfg['name'], cluster, job.job_id, job.paths.stdout)
     ordered = [jobs[run_dir] for _, run_dir in todo]

@@ -8,6 +8,8 @@
 #   SLURM_ACCOUNTING=0           -> no accounting (sacct fails; submitit warns, state UNKNOWN)
 #   SLURM_LOCAL_CPUS=N           -> advertise N CPUs (default nproc; may exceed nproc)
 #   SLURM_LOCAL_STATE=DIR        -> state/log folder (default /tmp/slurm-local)
+#   SLURM_MAX_ARRAY_SIZE=N       -> MaxArraySize (default 4: array indices 0-3, so a sweep of 5+ runs
+#                                    is split into several arrays, as on a cluster with the usual 1001)
 # PIDs of started daemons go to $SLURM_LOCAL_STATE/*.pid; stop.sh kills exactly those.
 # Already up (slurmctld + slurmd recorded and alive, sinfo answers): prints sinfo, exits 0.
 set -euo pipefail
@@ -128,6 +130,7 @@ ${ACCT_LINES}
 JobCompType=jobcomp/none
 SchedulerType=sched/backfill
 MinJobAge=300
+MaxArraySize=${SLURM_MAX_ARRAY_SIZE:-4}
 KillWait=5
 InactiveLimit=0
 Waittime=0
