@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -92,14 +93,17 @@ def gaussian_kernels(sigma: torch.Tensor, radius: int = BLUR_RADIUS) -> torch.Te
 
 
 def blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Separable Gaussian per sample (edges replicated), rounded to uint8 levels."""
-    n, c, h, w = x.shape
-    k = gaussian_kernels(sigma).repeat_interleave(c, 0).to(x.dtype)        # (n*c, taps)
-    r = (k.shape[1] - 1) // 2
-    y = F.pad(x.reshape(1, n * c, h, w), (r, r, r, r), mode='replicate')
-    y = F.conv2d(y, k.view(n * c, 1, 1, -1), groups=n * c)
-    y = F.conv2d(y, k.view(n * c, 1, -1, 1), groups=n * c)
-    return torch.floor(y.view(n, c, h, w) + 0.5).clamp_(0, 255)
+    """Separable Gaussian per sample (edges replicated), rounded to uint8 levels. Shifted weighted sums
+    rather than a grouped convolution: no kernel set-up per batch shape on the CPU."""
+    k = gaussian_kernels(sigma).to(x.dtype)                         # (n, taps)
+    taps = k.shape[1]
+    r = (taps - 1) // 2
+    h, w = x.shape[2], x.shape[3]
+    y = F.pad(x, (r, r, 0, 0), mode='replicate')
+    x = sum(k[:, t].view(-1, 1, 1, 1) * y[..., t:t + w] for t in range(taps))
+    y = F.pad(x, (0, 0, r, r), mode='replicate')
+    x = sum(k[:, t].view(-1, 1, 1, 1) * y[..., t:t + h, :] for t in range(taps))
+    return torch.floor(x + 0.5).clamp_(0, 255)
 
 
 def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -122,16 +126,20 @@ def _apply(x: torch.Tensor, idx: torch.Tensor, fn, *args) -> torch.Tensor:
 def apply_strong_batch(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     """The photometric chain on uint8-valued float images (N,3,H,W) in 0..255; `params` (N, PARAM_DIM),
     a CPU tensor (the schedule is read from it on the CPU). Returns 0..255 floats."""
-    p = params.to('cpu', torch.float64)
+    p = params.to('cpu', torch.float64).numpy()
     on_dev = _to_device(params, x.device).to(x.dtype)
     dev = {name: on_dev[:, col] for name, col in (('b', 5), ('c', 6), ('s', 7), ('h', 8), ('sigma', 11))}
+
+    def where(sel) -> torch.Tensor:
+        return torch.from_numpy(np.flatnonzero(sel))
+
     jitter = p[:, 0] > 0
     ops = ((brightness, 'b'), (contrast, 'c'), (saturation, 's'), (hue, 'h'))
     for pos in range(4):
         for op_id, (fn, key) in enumerate(ops):
-            x = _apply(x, torch.nonzero(jitter & (p[:, 1 + pos] == op_id)).flatten(), fn, dev[key])
-    x = _apply(x, torch.nonzero(p[:, 9] > 0).flatten(), lambda t: luma(t).expand(-1, 3, -1, -1).contiguous())
-    return _apply(x, torch.nonzero(p[:, 10] > 0).flatten(), blur, dev['sigma'])
+            x = _apply(x, where(jitter & (p[:, 1 + pos] == op_id)), fn, dev[key])
+    x = _apply(x, where(p[:, 9] > 0), lambda t: luma(t).expand(-1, 3, -1, -1).contiguous())
+    return _apply(x, where(p[:, 10] > 0), blur, dev['sigma'])
 
 
 def normalize_batch(x: torch.Tensor) -> torch.Tensor:
