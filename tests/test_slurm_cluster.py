@@ -177,3 +177,45 @@ def test_bad_requests_fail_before_submission(data_root, tmp_path):
         submit(runs, SlurmOptions(cpus_per_task=64))
     assert subprocess.run(['squeue', '-h', '-o', '%i'], capture_output=True, text=True).stdout == before
     assert read_job_record(runs[0][1]) is None
+
+
+def test_sweep_larger_than_max_array_size_submits_runs_and_tabulates(data_root, tmp_path):
+    """Three seeds of run 0 with MaxArraySize 2 and --max-parallel 2: arrays 0-1 and a single job
+    that waits for it (one lane of two running tasks); all three train; --status and --results see
+    them across both submissions."""
+    from semiseg.launch.slurm import cluster_max_array_size, parse_max_array_size
+    live = parse_max_array_size(subprocess.run(['scontrol', 'show', 'config'], capture_output=True, text=True).stdout)
+    assert cluster_max_array_size(SlurmOptions()) == (live, 'scontrol show config')
+    exp_root = tmp_path / 'exp'
+    common = ['--exp', '0', '--run', '0', '--seeds', '3', '--data-root', str(data_root), '--exp-root', str(exp_root),
+              '--cfg-options', 'epochs=1', 'device=cpu', 'log_every=1', 'debug_every_epoch=false']
+    slurm_flags = ['--launcher', 'slurm', '--cpus-per-task', '1', '--time-min', '15', '--max-array-size', '2',
+                   '--max-parallel', '2']
+    cli = [sys.executable, 'experiments.py']
+    dry = subprocess.run(cli + common + slurm_flags + ['--dry-run'], cwd=REPO, capture_output=True, text=True,
+                         timeout=120)
+    assert dry.returncode == 0, dry.stderr
+    assert 'Slurm plan: 3 run(s) in 2 submission(s) (MaxArraySize 2' in dry.stdout
+    assert 'single job (1 task(s)), starts when submission 1 has ended' in dry.stdout
+    done = subprocess.run(cli + common + slurm_flags, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_dirs = sorted((exp_root / 'exp-0').glob('*_toy-*'))
+    assert len(run_dirs) == 3
+    records = [read_job_record(d) for d in run_dirs]
+    ids = sorted(r['job_id'] for r in records)
+    bases = sorted({i.split('_')[0] for i in ids}, key=int)
+    assert len(bases) == 2 and ids == sorted([f'{bases[0]}_0', f'{bases[0]}_1', bases[1]]), ids
+    assert sorted(r['array_chunk']['chunk'] for r in records) == [0, 0, 1]
+    scripts = {p.read_text() for p in (exp_root / 'exp-0' / 'slurm-logs').rglob('*_submission.sh')}
+    assert any('#SBATCH --array=0-1%2' in s for s in scripts)
+    assert any(f'#SBATCH --dependency=afterany:{bases[0]}' in s for s in scripts)
+    _wait(lambda: all(_finished(d) for d in run_dirs), 240, 'the three runs of both submissions to finish')
+    status = subprocess.run(cli + common + ['--status'], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0 and status.stdout.count('finished') == 3, status.stdout + status.stderr
+    assert all(i in status.stdout for i in ids), status.stdout
+    results = subprocess.run(cli + common + ['--results', '--format', 'json'], cwd=REPO, capture_output=True,
+                             text=True, timeout=60)
+    assert results.returncode == 0, results.stderr
+    rows = json.loads(results.stdout)
+    rows = rows if isinstance(rows, list) else rows.get('rows', rows)
+    assert len(rows) == 1 and rows[0]['count'] == 3 and sorted(rows[0]['seeds']) == [0, 1, 2], rows
