@@ -67,7 +67,7 @@ def test_eval_saves_palette_predictions_and_logits(trained, tmp_path, capsys):
 
 def test_eval_reports_bad_input_in_one_line(trained, tmp_path, capsys):
     bad = tmp_path / 'bad.pth'
-    bad.write_bytes(b'garbage')
+    bad.write_bytes(b'\x00garbage')   # neither text nor a known file type: torch.load is asked
     assert eval_tool.main(['--exp', '0', '--run', '0', '--checkpoint', str(bad), '--device', 'cpu']) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith('error: cannot read') and 'bad.pth' in err[0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -320,6 +321,16 @@ def _break(rel: str, text: str):
     return lambda toy: (toy / rel).write_text(text)
 
 
+def _break_bytes(rel: str, data: bytes):
+    return lambda toy: (toy / rel).write_bytes(data)
+
+
+def _labeled_also_in_val(toy: Path) -> None:
+    first = (toy / 'splits' / '16' / 'labeled.txt').read_text().splitlines()[0]
+    with open(toy / 'splits' / 'val.txt', 'a') as f:
+        f.write(first + '\n')
+
+
 def _remove_first(kind: int):
     return lambda toy: (toy / (toy / 'splits' / '16' / 'labeled.txt').read_text().split()[kind]).unlink()
 
@@ -355,6 +366,15 @@ BAD_INPUTS = [
      _break('classes.txt', 'background\ndisk\nsquare\ndisk\nring\n'), 2,
      ["classes.txt:4: class 'disk' is listed twice"]),
     ('unwritable-root', ['--exp-root', '/proc/semiseg-exp'], None, 1, ['cannot create a run folder']),
+    ('labeled-in-val', [], _labeled_also_in_val, 1,
+     ['1 image(s) are both labeled and validation images, e.g. JPEGImages/', 'labeled.txt:1']),
+    ('latin1-split', [], _break_bytes('splits/val.txt', b'JPEGImages/caf\xe9.jpg SegmentationClass/x.png\n'), 1,
+     ['split list', 'val.txt line 1 is not UTF-8 (byte 0xe9)']),
+    ('utf16-classes', ['--cfg-options', 'dataset=mine', 'data_root=DATA/toy'],
+     _break_bytes('classes.txt', 'background\ndisk\n'.encode('utf-16')), 2, ['classes.txt is UTF-16 text']),
+    ('nclass-255', ['--cfg-options', 'nclass=255'], None, 2, ['nclass=255 collides with the reserved label ids 254']),
+    ('ngpus-on-cpu', ['--ngpus', '3', '--cfg-options', 'device=cpu'], None, 2,
+     ['wants 3 GPUs but it trains on the CPU (device=cpu)']),
 ]
 
 
@@ -390,3 +410,216 @@ def test_bad_input_is_one_line_and_writes_nothing(case, data_copy, tmp_path, mon
         assert word in err[0], (word, err[0])
     assert _snapshot(tmp_path / 'exp') == before
     assert not (tmp_path / 'gen').exists() or code == 1                # configs are written only once valid
+
+
+# ------------------------------------------------------------------ round 3 (issue 21): launch facts
+def test_device_cuda_without_cuda_is_refused_before_anything_is_written(data_copy, tmp_path, monkeypatch, capsys):
+    from semiseg.launch import local
+    monkeypatch.setattr(local, 'cuda_device_count', lambda: 0)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv('SEMISEG_CONFIG_DIR', str(tmp_path / 'gen'))
+    args = ['--exp', '0', '--run', '1', '--data-root', str(data_copy), '--exp-root', str(tmp_path / 'exp')]
+    assert cli.main([*args, '--cfg-options', 'device=cuda']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'asks for device=cuda but no CUDA device is visible' in err[-1]
+    assert cli.main([*args, '--ngpus', '3']) == 2                       # 3 GPUs recorded, 1 process trained
+    err = capsys.readouterr().err.strip().splitlines()
+    assert 'wants 3 GPUs but no CUDA device is visible here' in err[-1] and 'pass --ngpus 1' in err[-1]
+    assert not (tmp_path / 'exp').exists() and not (tmp_path / 'gen').exists()
+
+
+# ------------------------------------------------------------------ round 3: stops outside the loop
+SLOW_READ_CONFIG = '''
+import pathlib, sys, time
+import semiseg.engine.run as entry
+real = entry.read_config
+def slow(run_dir):
+    pathlib.Path(sys.argv[2]).touch()
+    time.sleep(60)
+    return real(run_dir)
+entry.read_config = slow
+sys.exit(entry.main(['--run-dir', sys.argv[1]]))
+'''
+
+SLOW_TRAINER_START = '''
+import pathlib, sys, time
+import semiseg.launch.local as local
+def slow(cfg, run_dir):
+    pathlib.Path(sys.argv[1]).touch()
+    time.sleep(60)
+local.run_in_process = slow
+from semiseg.cli import main
+sys.exit(main(sys.argv[2:]))
+'''
+
+
+def _stop_when(marker: Path, proc: subprocess.Popen, sig=signal.SIGTERM) -> tuple[int, str]:
+    try:
+        _wait_for(marker.exists, 90, 'the start-up', proc)
+        proc.send_signal(sig)
+        code = proc.wait(60)
+    finally:
+        proc.kill()
+    return code, proc.stderr.read().decode()
+
+
+def test_a_stop_while_a_run_starts_exits_3_and_the_same_command_resumes(tmp_path):
+    run_dir = tmp_path / 'run'
+    run_dir.mkdir()
+    (run_dir / 'config.yaml').write_text(yaml.safe_dump(standins.base_config(epochs=1), sort_keys=False))
+    marker = tmp_path / 'starting'
+    proc = subprocess.Popen([sys.executable, '-c', SLOW_READ_CONFIG, str(run_dir), str(marker)], env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    code, err = _stop_when(marker, proc)
+    assert code == 3, err
+    assert 'interrupted (received SIGTERM)' in err and 'Traceback' not in err
+    assert _state(run_dir)['state'] == 'interrupted'
+    assert engine_main(['--run-dir', str(run_dir)], parts=standins.parts()) == 0   # the same run, resumed
+    assert _state(run_dir)['state'] == 'finished'
+
+
+def test_a_stop_before_the_first_iteration_of_a_cli_launch_exits_3(data_copy, tmp_path, monkeypatch, capsys):
+    marker = tmp_path / 'starting'
+    env = {**_env(), 'SEMISEG_CONFIG_DIR': str(tmp_path / 'gen')}
+    args = ['--exp', '0', '--run', '1', '--data-root', str(data_copy), '--exp-root', str(tmp_path / 'exp')]
+    proc = subprocess.Popen([sys.executable, '-c', SLOW_TRAINER_START, str(marker), *args], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    code, err = _stop_when(marker, proc, signal.SIGINT)
+    assert code == 3, err
+    assert 'interrupted (received SIGINT)' in err and 'the same command resumes it' in err
+    (run_dir,) = (tmp_path / 'exp' / 'exp-0').glob('2*')
+    assert _state(run_dir)['state'] == 'interrupted'
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv('SEMISEG_CONFIG_DIR', str(tmp_path / 'gen'))
+    assert cli.main([*args, '--dry-run']) == 0
+    assert f'resume: {run_dir}' in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ round 3: files that are not what they should be
+BOMB = 'a: &a [x, x, x, x, x, x, x, x, x]\n' + ''.join(
+    f'{n}: &{n} [{", ".join([f"*{p}"] * 9)}]\n' for p, n in zip('abcdefgh', 'bcdefghi'))
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once_by_every_reader(tmp_path, capsys):
+    from semiseg.experiments.overrides import OverrideError, parse_value
+    from semiseg.launch.options import SlurmOptionsError, load_defaults
+    from semiseg.utils.safe_yaml import FileLimitError, read_json
+    run_dir = tmp_path / 'run'
+    run_dir.mkdir()
+    (run_dir / 'config.yaml').write_text(BOMB)
+    t0 = time.time()
+    assert engine_main(['--run-dir', str(run_dir)]) == 1
+    assert time.time() - t0 < 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'possible alias bomb' in err[0] and 'config.yaml' in err[0]
+    (tmp_path / 'slurm.yaml').write_text(BOMB)
+    with pytest.raises(SlurmOptionsError, match='alias bomb'):
+        load_defaults(tmp_path / 'slurm.yaml')
+    with pytest.raises(OverrideError, match='refers to itself'):
+        parse_value('&a [*a]')
+    (tmp_path / 'deep.json').write_text('[' * 100_000 + ']' * 100_000)
+    with pytest.raises(FileLimitError, match='nested too deeply'):
+        read_json(tmp_path / 'deep.json')
+    assert time.time() - t0 < 3
+
+
+def test_editor_text_files_read_the_same_and_other_encodings_name_the_line(tmp_path):
+    from semiseg.launch.options import load_defaults
+    from semiseg.utils.textfiles import TextFileError, read_lines
+    (tmp_path / 'slurm.yaml').write_bytes(b'\xef\xbb\xbfpartition: gpu\r\naccount: grp\r\n')
+    assert load_defaults(tmp_path / 'slurm.yaml') == {'partition': 'gpu', 'account': 'grp'}
+    (tmp_path / 'list.txt').write_bytes(b'a\rb\r\nc\n')
+    assert read_lines(tmp_path / 'list.txt') == ['a', 'b', 'c']
+    (tmp_path / 'list.txt').write_bytes(b'a\r\nb\r\ncaf\xe9\r\n')
+    with pytest.raises(TextFileError, match=r'list\.txt line 3 is not UTF-8 \(byte 0xe9\)'):
+        read_lines(tmp_path / 'list.txt')
+
+
+def _not_checkpoints(root: Path) -> dict[str, tuple[Path, str]]:
+    (root / 'folder').mkdir()
+    torch.save({'model': {}}, root / 'folder' / 'best.pth')
+    (root / 'notes.txt').write_text('101\n')
+    Image.new('RGB', (4, 4)).save(root / 'photo.png')
+    np.save(root / 'arr.npy', np.zeros(3))
+    (root / 'empty.pth').write_bytes(b'')
+    (root / 'w.safetensors').write_bytes(b'\x10\x00\x00\x00\x00\x00\x00\x00{"a": 1}')
+    return {'folder': (root / 'folder', 'is a folder (it holds best.pth)'),
+            'text': (root / 'notes.txt', 'is a text file, not a torch checkpoint'),
+            'png': (root / 'photo.png', 'is a PNG image, not a torch checkpoint'),
+            'npy': (root / 'arr.npy', 'is a numpy .npy array'),
+            'empty': (root / 'empty.pth', 'is empty (0 bytes)'),
+            'safetensors': (root / 'w.safetensors', 'is a safetensors file'),
+            'missing': (root / 'nope.pth', 'does not exist')}
+
+
+def test_a_checkpoint_that_is_not_a_checkpoint_says_what_it_is(tmp_path):
+    from semiseg.utils.checkpoint_io import read_checkpoint
+    for path, words in _not_checkpoints(tmp_path).values():
+        with pytest.raises(CheckpointError, match=re.escape(words)):
+            read_checkpoint(path)
+
+
+def test_tools_refuse_bad_paths_in_one_line_before_loading_anything(tmp_path, capsys):
+    from semiseg.tools import eval as eval_tool
+    from semiseg.tools import predict as predict_tool
+    photos = tmp_path / 'photos'
+    photos.mkdir()
+    Image.new('RGB', (8, 8)).save(photos / 'a.png')
+    run = ['--exp', '0', '--run', '0', '--data-root', str(tmp_path / 'data')]
+    bad = _not_checkpoints(tmp_path)
+    for name in ('folder', 'text', 'png'):
+        path, words = bad[name]
+        assert predict_tool.main([*run, '--checkpoint', str(path), '--out', str(tmp_path / 'out'), str(photos)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], (name, err)
+        assert eval_tool.main([*run, '--checkpoint', str(path)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], (name, err)
+    ckpt = ['--checkpoint', str(bad['folder'][0] / 'best.pth')]
+    for out, words in ((photos, 'is the input folder'), (photos / 'a.png', 'exists and is not a folder')):
+        assert predict_tool.main([*run, *ckpt, '--out', str(out), str(photos)]) == 2
+        assert words in capsys.readouterr().err
+    assert predict_tool.main([*run, *ckpt, '--recursive', '--out', str(photos / 'preds'), str(photos)]) == 2
+    assert 'inside the input folder' in capsys.readouterr().err and not (photos / 'preds').exists()
+    assert eval_tool.main([*run, *ckpt, '--pred-dir', str(photos / 'a.png')]) == 2
+    assert '--pred-dir' in capsys.readouterr().err
+    assert not (tmp_path / 'out').exists() and sorted(p.name for p in photos.iterdir()) == ['a.png']
+
+
+def test_bench_crop_below_the_backbone_stride_is_one_line(capsys):
+    from semiseg.tools import bench
+    with pytest.raises(SystemExit) as stop:
+        bench.main(['--exp', '0', '--run', '0', '--crop', '8'])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1 and '--crop 8 is smaller than 32 pixels' in err[0]
+
+
+# ------------------------------------------------------------------ round 3: offline model hub
+def test_offline_model_hub_fails_at_once_with_one_line(monkeypatch, tmp_path):
+    import types
+
+    from semiseg.models import text_embeddings, weights
+
+    def never(*args, **kwargs):
+        raise AssertionError('the hub was asked although it cannot be reached')
+
+    fake = types.ModuleType('open_clip')
+    fake.get_pretrained_cfg = lambda name, tag: {'hf_hub': 'nobody/no-such-model/', 'url': 'https://e.invalid/x.pt'}
+    fake.create_model = never
+    fake_model = types.ModuleType('open_clip.model')
+    fake_model.build_model_from_openai_state_dict = never
+    monkeypatch.setitem(sys.modules, 'open_clip', fake)
+    monkeypatch.setitem(sys.modules, 'open_clip.model', fake_model)
+    monkeypatch.setenv('HOME', str(tmp_path))
+    monkeypatch.setattr(weights, 'hub_reachable', lambda *a, **k: False)
+    t0 = time.time()
+    with pytest.raises(weights.WeightsError) as err:
+        weights.openai_clip_state_dict()
+    message = str(err.value)
+    assert '\n' not in message and 'cannot be reached' in message and 'clip_weights=PATH' in message
+    assert weights.OPENAI_URL in message and message.count('clip_weights') == 1
+    with pytest.raises(text_embeddings.TextEmbeddingError) as err:
+        text_embeddings.load_clip_text_model('openai')
+    assert '\n' not in str(err.value) and str(err.value).count('cannot be reached') == 1
+    assert time.time() - t0 < 1
+    assert weights.hub_reachable(('127.0.0.1', 9), timeout=0.5) is False   # nothing listens on port 9

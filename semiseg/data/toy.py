@@ -31,6 +31,7 @@ from PIL import Image
 
 from semiseg.data.datasets import TOY_CLASSES
 from semiseg.data.errors import DataError
+from semiseg.utils.cli import OneLineParser
 from semiseg.utils.safe_yaml import read_json
 
 logger = logging.getLogger(__name__)
@@ -229,8 +230,7 @@ def _install(tmp: Path, root: Path, seed: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m semiseg.data.toy ROOT [--seed N]`: (re)generate one draw of the toy dataset."""
-    import argparse
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog='python -m semiseg.data.toy', description=main.__doc__.split(': ', 1)[1])
     parser.add_argument('root', help='dataset folder, e.g. ~/data/toy (the toy data_root of exp 0)')
     parser.add_argument('--seed', type=int, default=0, help='which draw (default: 0, the demo data)')

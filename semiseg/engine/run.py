@@ -7,14 +7,13 @@ command), 130 aborted by a second Ctrl-C.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
 
 import yaml
 
-from semiseg.utils.cli import EXIT_ABORTED, EXIT_FAILED, EXIT_INTERRUPTED  # noqa: F401 - re-exported
+from semiseg.utils.cli import EXIT_ABORTED, EXIT_FAILED, EXIT_INTERRUPTED, OneLineParser  # noqa: F401 - re-exported
 
 
 def read_config(run_dir: Path) -> dict:
@@ -35,7 +34,7 @@ def read_config(run_dir: Path) -> dict:
 
 def main(argv: list[str] | None = None, parts=None) -> int:
     """Entry point; `parts` (a TrainerParts) replaces the real builders (tests)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog='python -m semiseg.engine.run', description=__doc__.splitlines()[0])
     parser.add_argument('--run-dir', required=True, type=Path, help='run folder holding config.yaml')
     args = parser.parse_args(argv)
     from semiseg.engine.signals import StopBeforeTraining, mark_interrupted, startup_stop_handlers

@@ -119,15 +119,13 @@ def load_clip_text_model(source: str | os.PathLike = 'openai') -> torch.nn.Modul
 
     Architecture is inferred from the OpenAI-format state dict, so any CLIP size works.
     """
-    import open_clip
     from open_clip.model import build_model_from_openai_state_dict
 
     if str(source) == 'openai':
         try:
-            model = open_clip.create_model(W.CLIP_MODEL_NAME, pretrained='openai',
-                                           force_quick_gelu=True)  # OpenAI CLIP uses QuickGELU
-        except Exception as err:  # noqa: BLE001 - report any download/cache failure clearly
-            raise TextEmbeddingError(_missing_help(f'open_clip could not load openai weights: {err}')) from err
+            model = W.openai_clip_model(W.CLIP_MODEL_NAME)
+        except W.WeightsError as err:   # offline or no open_clip: one line, said once
+            raise TextEmbeddingError(f'the text embedding cannot be computed: {err}') from None
         return model.float().eval()
     sd = W.read_checkpoint_state_dict(source)
     if 'token_embedding.weight' not in sd:

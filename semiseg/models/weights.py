@@ -15,12 +15,15 @@ Accepted sources everywhere (``source`` arguments):
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import math
 import os
 import re
+import socket
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import torch
@@ -105,16 +108,81 @@ def read_checkpoint_state_dict(path: str | os.PathLike) -> dict[str, torch.Tenso
     return _unwrap(obj, path)
 
 
-def openai_clip_state_dict(model_name: str = CLIP_MODEL_NAME) -> dict[str, torch.Tensor]:
-    """Full OpenAI-format CLIP state dict through open_clip's hub download (needs internet once)."""
+HUB_HOST = ('huggingface.co', 443)   # where open_clip fetches the 'openai' weights from
+HUB_TIMEOUT_S = 3.0
+
+
+def hub_reachable(host: tuple[str, int] = HUB_HOST, timeout: float = HUB_TIMEOUT_S) -> bool:
+    """Whether the model hub answers a TCP connection within `timeout` seconds (no retries)."""
+    try:
+        socket.create_connection(host, timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def hub_offline() -> Iterator[None]:
+    """huggingface_hub in offline mode (as HF_HUB_OFFLINE=1): files come from the local cache or fail at once."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        yield
+        return
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+
+
+def _in_local_cache(pretrained: Mapping) -> bool:
+    """Whether open_clip finds these pretrained weights without the network (its Hugging Face hub
+    cache, or its URL download folder ~/.cache/clip)."""
+    hub = pretrained.get('hf_hub') or ''
+    if hub:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:
+            try_to_load_from_cache = None
+        if try_to_load_from_cache is not None:
+            model_id, filename = os.path.split(hub)
+            for name in (filename or 'open_clip_pytorch_model.bin', 'open_clip_model.safetensors'):
+                if isinstance(try_to_load_from_cache(model_id, name), str):
+                    return True
+    url = pretrained.get('url') or ''
+    return bool(url) and (Path.home() / '.cache' / 'clip' / os.path.basename(url)).is_file()
+
+
+def openai_clip_model(model_name: str = CLIP_MODEL_NAME) -> nn.Module:
+    """open_clip's CLIP with the 'openai' weights: from the local cache when they are there, else
+    downloaded when the hub answers; offline, one line at once (open_clip would retry the hub for
+    about a minute) saying what is needed, where to get it and the option that points at it."""
     try:
         import open_clip
-        model = open_clip.create_model(model_name, pretrained='openai',
-                                       force_quick_gelu=True)  # OpenAI CLIP uses QuickGELU
-    except Exception as err:  # noqa: BLE001 - any import/download/cache failure gets one clear message
+    except ImportError as err:
+        raise WeightsError(f'open_clip is not installed ({err}); {HOW_TO_PROVIDE}') from None
+    create = functools.partial(open_clip.create_model, model_name, pretrained='openai',
+                               force_quick_gelu=True)   # OpenAI CLIP uses QuickGELU
+    if _in_local_cache(open_clip.get_pretrained_cfg(model_name, 'openai')):
+        with hub_offline():   # no network round trip for a file we have
+            return create()
+    if not hub_reachable():
         raise WeightsError(
-            f'could not obtain the OpenAI {model_name} weights through open_clip ({err}). '
-            f'{HOW_TO_PROVIDE}') from err
+            f'the CLIP {model_name} weights are not in the local open_clip/Hugging Face cache and '
+            f'{HUB_HOST[0]} cannot be reached (offline?): download {OPENAI_URL} where there is internet and '
+            f'point --cfg-options clip_weights=PATH (or ${ENV_CLIP}) at the file')
+    try:
+        return create()
+    except Exception as err:  # noqa: BLE001 - any download/cache failure gets one clear message
+        raise WeightsError(f'could not obtain the OpenAI {model_name} weights through open_clip '
+                           f'({" ".join(str(err).split())[:200]}). {HOW_TO_PROVIDE}') from None
+
+
+def openai_clip_state_dict(model_name: str = CLIP_MODEL_NAME) -> dict[str, torch.Tensor]:
+    """Full OpenAI-format CLIP state dict through open_clip's hub download (needs internet once)."""
+    model = openai_clip_model(model_name)
     return {k: v.detach().float() for k, v in model.state_dict().items()}
 
 

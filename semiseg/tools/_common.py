@@ -42,6 +42,9 @@ def select_run_config(exp: int, run: int, data_root: str | None = None) -> dict[
 def read_run_config(path: Path) -> dict[str, Any]:
     """A run folder's config.yaml (ValueError when it is missing or lacks what a model needs)."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise ValueError(f'run config {path} is a folder; pass the config.yaml file inside a run folder'
+                         + (f' ({path / "config.yaml"})' if (path / 'config.yaml').is_file() else ''))
     if not path.is_file():
         raise ValueError(f'run config {path} not found; pass a run folder\'s config.yaml')
     try:

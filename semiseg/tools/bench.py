@@ -69,6 +69,7 @@ from semiseg.engine.fastpath import (
     set_channels_last,
 )
 from semiseg.engine.step import train_step
+from semiseg.utils.cli import OneLineParser
 from semiseg.utils.labels import IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
@@ -672,12 +673,16 @@ def _parse_size(text: str) -> tuple[int, int]:
     return int(h), int(w)
 
 
+MIN_CROP = 32   # the coarsest backbone stride: smaller crops vanish before the decode head
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if '--what=data' in argv or any(a == '--what' and b == 'data' for a, b in zip(argv, argv[1:])):
         from semiseg.tools.bench_data import main as data_main  # the data phase has its own options
         return data_main(argv)
-    parser = argparse.ArgumentParser(description='Benchmark a run\'s training iteration or evaluation.')
+    parser = OneLineParser(prog='python -m semiseg.tools.bench',
+                           description='Benchmark a run\'s training iteration or evaluation.')
     parser.add_argument('--exp', type=int, required=True, help='experiment id')
     parser.add_argument('--run', type=int, required=True, help='run index within the experiment')
     parser.add_argument('--what', choices=('train', 'eval', 'data'), default='train',
@@ -707,6 +712,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format='[%(asctime)s][%(levelname)s] %(message)s')
     if args.data and args.what != 'train':
         parser.error('--data applies to --what train')
+    if args.crop is not None and args.crop < MIN_CROP:   # else a raw torch error from the first conv or patch
+        parser.error(f'--crop {args.crop} is smaller than {MIN_CROP} pixels, the coarsest stride of our backbones '
+                     f'(ResNet and MiT downsample 32x, ViT patches are 14-16 pixels); use --crop {MIN_CROP} or more')
     from semiseg.engine.distributed import resolve_device
     try:
         base = Setting(batch=args.batch, crop=args.crop, precision=args.precision, compile=args.compile,

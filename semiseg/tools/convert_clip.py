@@ -9,15 +9,15 @@ with :func:`semiseg.models.weights.load_clip_backbone_weights`.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
 from semiseg.models import weights as W
+from semiseg.utils.cli import OneLineParser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = OneLineParser(prog='python -m semiseg.tools.convert_clip', description=__doc__.split('\n')[0])
     parser.add_argument('--src', default='openai',
                         help="'openai' (open_clip download) or an OpenAI/open_clip checkpoint path")
     parser.add_argument('--out', default='pretrained/clip2mmseg_ViT16_clip_backbone.pth')

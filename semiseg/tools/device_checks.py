@@ -17,7 +17,6 @@ group in progress):
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 import torch
 
 from semiseg.tools.bench import Setting, benchmark, format_table
+from semiseg.utils.cli import OneLineParser
 from semiseg.utils.files import atomic_write_json
 
 COMPILE = 'inductor'
@@ -61,7 +61,7 @@ def run_group(name: str, out_dir: Path, iters: int, warmup: int, compile_ok: boo
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog='python -m semiseg.tools.device_checks', description=__doc__.splitlines()[0])
     parser.add_argument('--out', type=Path, required=True, help='folder for <group>.json')
     parser.add_argument('--groups', nargs='+', choices=list(GROUPS), default=list(GROUPS))
     parser.add_argument('--iters', type=int, default=20)

@@ -11,7 +11,6 @@ and, with --save-logits, its float16 logits as .npy next to it.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ from semiseg.data.splits import missing_split_hint, read_split, split_files
 from semiseg.engine.distributed import resolve_device
 from semiseg.evaluation import build_eval_loader, evaluate
 from semiseg.evaluation.inference import predict
+from semiseg.utils.cli import EXIT_USAGE, OneLineParser, UsageError, check_output_dir
 
 from ._common import (
     TOOL_ERRORS,
@@ -93,7 +93,8 @@ def evaluate_checkpoint(cfg: dict, checkpoint: Path, device: torch.device, pred_
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description='Evaluate a checkpoint on the validation set of a run.')
+    parser = OneLineParser(prog='python -m semiseg.tools.eval',
+                           description='Evaluate a checkpoint on the validation set of a run.')
     parser.add_argument('--exp', type=int, required=True, help='experiment id (see experiments.py --list)')
     parser.add_argument('--run', type=int, required=True, help='run index within the experiment')
     add_checkpoint_arguments(parser)
@@ -105,6 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format='[%(asctime)s][%(levelname)s] %(message)s')
     if args.save_logits and args.pred_dir is None:
         parser.error('--save-logits needs --pred-dir')
+    try:
+        if args.pred_dir is not None:
+            args.pred_dir = check_output_dir(args.pred_dir, '--pred-dir')
+    except UsageError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return EXIT_USAGE
     try:
         cfg = select_run_config(args.exp, args.run, args.data_root)
         res = evaluate_checkpoint(cfg, args.checkpoint.expanduser(), resolve_device(args.device),

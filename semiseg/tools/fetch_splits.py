@@ -12,7 +12,6 @@ anything is written; a mismatch stops with an error and writes nothing.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import urllib.error
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from semiseg.data.datasets import DATASETS
 from semiseg.data.errors import DataError
+from semiseg.utils.cli import OneLineParser
 from semiseg.utils.files import atomic_write_bytes
 from third_party import splits as official
 
@@ -102,7 +102,7 @@ def fetch_splits(dataset: str, data_root: str | Path = '~/data',
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = OneLineParser(prog='python -m semiseg.tools.fetch_splits', description=__doc__.split('\n\n')[0])
     parser.add_argument('dataset', choices=official.OFFICIAL_DATASETS)
     parser.add_argument('--data-root', default='~/data',
                         help='folder holding the dataset folders (default ~/data); the lists go '

@@ -11,7 +11,6 @@ it works for custom datasets too (`--data-root` is then the folder holding class
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from semiseg.data.errors import DataError
 from semiseg.data.prepare import CONVERTERS, prepare_dataset
 from semiseg.data.prepare.common import default_workers
 from semiseg.data.prepare.verify import verify_dataset
+from semiseg.utils.cli import OneLineParser
 
 
 def dataset_folder(dataset: str, data_root: str) -> Path:
@@ -32,7 +32,7 @@ def dataset_folder(dataset: str, data_root: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = OneLineParser(prog='python -m semiseg.tools.prepare', description=__doc__.split('\n\n')[0])
     parser.add_argument('dataset', help=f'{", ".join(CONVERTERS)}, or a custom dataset (--verify only)')
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument('--from', dest='sources', nargs='+', metavar='PATH',

@@ -8,16 +8,16 @@ place :func:`semiseg.models.text_embeddings.resolve_text_embedding` searches.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
 
 from semiseg.models import text_embeddings as T
+from semiseg.utils.cli import OneLineParser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = OneLineParser(prog='python -m semiseg.tools.text_embeddings', description=__doc__.split('\n')[0])
     parser.add_argument('--dataset', required=True,
                         help='pascal, cityscapes, coco, ade, or a custom name (needs --data-root)')
     parser.add_argument('--variant', nargs='+', default=['single'],

@@ -94,9 +94,9 @@ def check_checkpoint_file(path: Path) -> None:
             raise CheckpointError(f'checkpoint {path} is {kind}, not a torch checkpoint (.pth written by torch.save)')
     try:
         head.decode('utf-8')
-        text = True
-    except UnicodeDecodeError as err:
-        text = err.start > len(head) - 4   # a multi-byte character cut at the end of the sample
+        text = b'\x00' not in head
+    except UnicodeDecodeError as err:   # a multi-byte character cut at the end of the sample is still text
+        text = len(head) == 512 and err.start > len(head) - 4 and b'\x00' not in head
     if text:
         raise CheckpointError(f'checkpoint {path} is a text file, not a torch checkpoint (.pth written by '
                               f'torch.save); was a config or a log passed by mistake?')
