@@ -82,6 +82,10 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in (
                'UniMatch V2: EMA teacher, dual strong views with complementary dropout (TPAMI 2025)',
                unlabeled_views=_ALL_U, pseudo_label_keys=('conf_thresh',),
                config_keys=('ema_decay', 'lock_backbone'), teacher=True),
+    MethodInfo('fixmatch_ema', 'fme', 'semiseg.methods.fixmatch_ema:FixMatchEMA',
+               'FixMatch with an EMA teacher: one strong view, UniMatch V2\'s baseline (UniMatch-V2 fixmatch.py)',
+               unlabeled_views=('img_w', 'img_s1', 'ignore', 'box1'), pseudo_label_keys=('conf_thresh',),
+               config_keys=('ema_decay', 'lock_backbone'), teacher=True),
 )}
 
 
