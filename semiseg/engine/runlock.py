@@ -16,6 +16,8 @@ import socket
 import time
 from pathlib import Path
 
+from semiseg.utils.safe_yaml import load_json_text
+
 LOCK_FILE = '.lock'
 
 
@@ -122,7 +124,7 @@ class RunLock:
 
 def _read_owner(fd: int) -> dict:
     try:
-        return json.loads(os.pread(fd, 4096, 0).decode() or '{}')
+        return load_json_text(os.pread(fd, 4096, 0).decode() or '{}')   # depth-limited (safe_yaml)
     except (OSError, ValueError):
         return {}
 

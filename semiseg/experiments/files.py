@@ -28,6 +28,9 @@ from typing import Any
 
 import yaml
 
+from semiseg.utils.safe_yaml import LimitedLoader, load_yaml_text
+from semiseg.utils.textfiles import read_text
+
 from .overrides import nearest
 
 FILE_KEYS = ('id', 'title', 'base', 'set', 'runs', 'grid', 'seeds')
@@ -44,7 +47,7 @@ class ExperimentFileError(ValueError):
     """A bad experiment file (or folder); the message is one line naming the file."""
 
 
-class ExperimentLoader(yaml.SafeLoader):
+class ExperimentLoader(LimitedLoader):   # alias, size and depth limits (semiseg.utils.safe_yaml)
     """Safe YAML with --cfg-options' number rules: plain decimal ints, floats incl. `1e-3`, no `1_16` ints."""
 
 
@@ -103,11 +106,11 @@ def read_yaml(path: Path) -> Any:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
             raise _fail(path, f'{size} bytes; an experiment file holds at most {MAX_FILE_BYTES} bytes')
-        text = path.read_text(encoding='utf-8')
-    except (OSError, UnicodeDecodeError) as err:
+        text = read_text(path, 'experiment file')   # UTF-8 with or without BOM, any line ending
+    except (OSError, ValueError) as err:
         raise _fail(path, f'cannot read it ({getattr(err, "strerror", None) or err})') from None
     try:
-        return yaml.load(text, Loader=ExperimentLoader)  # noqa: S506 - a SafeLoader subclass
+        return load_yaml_text(text, str(path), ExperimentLoader)
     except yaml.constructor.ConstructorError as err:
         mark = f' (line {err.problem_mark.line + 1})' if err.problem_mark else ''
         tag = re.search(r"tag '([^']*)'", str(err.problem))
