@@ -52,25 +52,31 @@ def test_params_vector_round_trip():
         assert ph.StrongParams.from_vector(p.to_vector()) == p
 
 
-def test_device_dataset_carries_todays_draws(voc):
+@pytest.mark.parametrize('mode, views, strong', [
+    ('train_u', None, ('img_s1', 'img_s2')),
+    ('train_l', ('img_x_s', 'mask_x'), ('img_x_s',)),          # AllSpark's labeled strong view
+])
+def test_device_dataset_carries_todays_draws(voc, mode, views, strong):
     """The uint8 crop and the carried parameters, through the release kernels, give today's views bit for
     bit: the CPU draws are unchanged by the switch."""
     root, entries = voc
-    release = SemiDataset(root, entries, 'train_u', AugConfig(crop_size=64))
-    device = SemiDataset(root, entries, 'train_u', AugConfig(crop_size=64, photometric_device=True))
+    release = SemiDataset(root, entries, mode, AugConfig(crop_size=64), views=views)
+    device = SemiDataset(root, entries, mode, AugConfig(crop_size=64, photometric_device=True), views=views)
     for i in range(len(entries)):
         seed_sample(0, 1, 0, i)
         ref = release[i]
         seed_sample(0, 1, 0, i)
         out = device[i]
-        assert list(out) == ['img_w', 'img_s1', 'img_s2', 'ignore', 'box1', 'box2', 'photo_img_s1', 'photo_img_s2']
-        assert out['img_w'].dtype == torch.uint8 and out['img_w'].shape == (3, 64, 64)
-        crop = out['img_w'].permute(1, 2, 0).numpy()
-        assert torch.equal(tr.normalize(crop), ref['img_w'])
-        for key in ('img_s1', 'img_s2'):
+        assert list(out) == list(ref) + ['photo_' + k for k in strong]
+        first = out[strong[0]]
+        assert first.dtype == torch.uint8 and first.shape == (3, 64, 64)
+        crop = first.permute(1, 2, 0).numpy()
+        if 'img_w' in out:
+            assert torch.equal(out['img_w'], out['img_s1']) and torch.equal(tr.normalize(crop), ref['img_w'])
+        for key in strong:
             p = ph.StrongParams.from_vector(out['photo_' + key])
             assert torch.equal(tr.normalize(ph.apply_strong_release(Image.fromarray(crop), p)), ref[key])
-        for key in ('ignore', 'box1', 'box2'):
+        for key in set(ref) - {'img_w', *strong}:
             assert torch.equal(out[key], ref[key])
 
 

@@ -141,9 +141,6 @@ class SemiDataset(Dataset):
             return tr.image_to_uint8_tensor(img)
         return tr.normalize(img)
 
-    def _weak(self, img: np.ndarray) -> torch.Tensor:
-        return self._finish(img)
-
     def _strong(self, img: np.ndarray, key: str, out: dict) -> None:
         """Draw one strong view's parameters (always, for the RNG stream); build it if asked for."""
         params = draw_strong_params()
@@ -160,18 +157,18 @@ class SemiDataset(Dataset):
     def _labeled_views(self, img, mask) -> dict:
         out = {}
         if 'img_x' in self.views:
-            out['img_x'] = self._weak(tr.photometric_distortion(img) if self.aug.labeled_photometric_distortion
-                                      else img)
+            out['img_x'] = self._finish(tr.photometric_distortion(img) if self.aug.labeled_photometric_distortion
+                                        else img)
         if 'img_x_s' in self.views:   # AllSpark: the strong chain on the labeled crop, no CutMix
             self._strong(img, 'img_x_s', out)
         if 'mask_x' in self.views:
             out['mask_x'] = tr.mask_to_tensor(mask)
-        return out
+        return self._ordered(out)
 
     def _unlabeled_views(self, img, mask) -> dict:
         out = {}
         if 'img_w' in self.views:
-            out['img_w'] = self._weak(img)
+            out['img_w'] = self._finish(img)
         needed = [k for k in STRONG_ORDER if k in self.views]
         last = STRONG_ORDER.index(needed[-1]) if needed else -1
         for key in STRONG_ORDER[:last + 1]:   # earlier draws happen even when unused: same RNG stream
@@ -185,5 +182,9 @@ class SemiDataset(Dataset):
             ignore = np.zeros(mask.shape, np.int64)
             ignore[mask == UNLABELED_PAD] = IGNORE_INDEX
             out['ignore'] = torch.from_numpy(ignore)
+        return self._ordered(out)
+
+    def _ordered(self, out: dict) -> dict:
+        """The views in the order asked for, then the strong views' parameters (photometric_device)."""
         order = list(self.views) + [PHOTO_PREFIX + k for k in self.views if PHOTO_PREFIX + k in out]
         return {k: out[k] for k in order}
