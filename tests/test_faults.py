@@ -559,6 +559,14 @@ def test_a_checkpoint_that_is_not_a_checkpoint_says_what_it_is(tmp_path):
             read_checkpoint(path)
 
 
+def _code(main, args: list[str]) -> int:
+    """A tool's exit code, whether it returns it or argparse exits with it."""
+    try:
+        return main(args)
+    except SystemExit as stop:
+        return stop.code
+
+
 def test_tools_refuse_bad_paths_in_one_line_before_loading_anything(tmp_path, capsys):
     from semiseg.tools import eval as eval_tool
     from semiseg.tools import predict as predict_tool
@@ -577,12 +585,16 @@ def test_tools_refuse_bad_paths_in_one_line_before_loading_anything(tmp_path, ca
         assert len(err) == 1 and words in err[0], (name, err)
     ckpt = ['--checkpoint', str(bad['folder'][0] / 'best.pth')]
     for out, words in ((photos, 'is the input folder'), (photos / 'a.png', 'exists and is not a folder')):
-        assert predict_tool.main([*run, *ckpt, '--out', str(out), str(photos)]) == 2
-        assert words in capsys.readouterr().err
+        assert _code(predict_tool.main, [*run, *ckpt, '--out', str(out), str(photos)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], err
     assert predict_tool.main([*run, *ckpt, '--recursive', '--out', str(photos / 'preds'), str(photos)]) == 2
     assert 'inside the input folder' in capsys.readouterr().err and not (photos / 'preds').exists()
-    assert eval_tool.main([*run, *ckpt, '--pred-dir', str(photos / 'a.png')]) == 2
+    assert _code(eval_tool.main, [*run, *ckpt, '--pred-dir', str(photos / 'a.png')]) == 2
     assert '--pred-dir' in capsys.readouterr().err
+    from semiseg.tools import bench
+    assert _code(bench.main, ['--exp', '0', '--run', '0', '--out', str(photos)]) == 2
+    assert 'is a folder; give a file name' in capsys.readouterr().err
     assert not (tmp_path / 'out').exists() and sorted(p.name for p in photos.iterdir()) == ['a.png']
 
 

@@ -53,7 +53,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -69,7 +68,7 @@ from semiseg.engine.fastpath import (
     set_channels_last,
 )
 from semiseg.engine.step import train_step
-from semiseg.utils.cli import OneLineParser
+from semiseg.utils.cli import OneLineParser, output_file
 from semiseg.utils.labels import IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
@@ -705,7 +704,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--data-root', help='folder holding the datasets (with --data)')
     parser.add_argument('--workers', type=int, help='data loader workers (with --data; default the run\'s)')
     parser.add_argument('--flops-only', action='store_true', help='count FLOPs of one iteration, no timing')
-    parser.add_argument('--out', type=Path, help='write the results as JSON')
+    parser.add_argument('--out', type=output_file, help='write the results as JSON')
     parser.add_argument('--compare', nargs='+', metavar='SETTING',
                         help='settings to run in turn, e.g. precision=fp32 precision=bf16,compile=1')
     args = parser.parse_args(argv)

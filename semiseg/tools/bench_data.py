@@ -39,7 +39,7 @@ from torch.utils.data import default_collate
 from semiseg.data.semi_dataset import AugConfig, SemiDataset
 from semiseg.data.voc_like import make_voc_like
 from semiseg.engine.loaders import STREAM_LABELED, STREAM_PARTNER, STREAM_UNLABELED, seed_sample
-from semiseg.utils.cli import OneLineParser
+from semiseg.utils.cli import OneLineParser, output_file
 
 PATHS = {'release': {}, 'fast': {'augment': 'fast'},
          'device': {'augment': 'fast', 'photometric_device': True},
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--compare-release', action='store_true',
                         help="also time the UniMatch release's SemiDataset on the same samples")
     parser.add_argument('--data-dir', type=Path, help='write the generated samples here (default a temp dir)')
-    parser.add_argument('--out', type=Path, help='write the results as JSON')
+    parser.add_argument('--out', type=output_file, help='write the results as JSON')
     args = parser.parse_args(argv)
     if args.samples < args.batch:
         parser.error('--samples must be at least --batch')

@@ -13,14 +13,14 @@ import logging
 import sys
 
 from semiseg.models import weights as W
-from semiseg.utils.cli import OneLineParser
+from semiseg.utils.cli import OneLineParser, output_file
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog='python -m semiseg.tools.convert_clip', description=__doc__.split('\n')[0])
     parser.add_argument('--src', default='openai',
                         help="'openai' (open_clip download) or an OpenAI/open_clip checkpoint path")
-    parser.add_argument('--out', default='pretrained/clip2mmseg_ViT16_clip_backbone.pth')
+    parser.add_argument('--out', type=output_file, default='pretrained/clip2mmseg_ViT16_clip_backbone.pth')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     try:

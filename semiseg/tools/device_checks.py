@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from semiseg.tools.bench import Setting, benchmark, format_table
-from semiseg.utils.cli import OneLineParser
+from semiseg.utils.cli import OneLineParser, output_dir
 from semiseg.utils.files import atomic_write_json
 
 COMPILE = 'inductor'
@@ -62,7 +62,7 @@ def run_group(name: str, out_dir: Path, iters: int, warmup: int, compile_ok: boo
 
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog='python -m semiseg.tools.device_checks', description=__doc__.splitlines()[0])
-    parser.add_argument('--out', type=Path, required=True, help='folder for <group>.json')
+    parser.add_argument('--out', type=output_dir, required=True, help='folder for <group>.json')
     parser.add_argument('--groups', nargs='+', choices=list(GROUPS), default=list(GROUPS))
     parser.add_argument('--iters', type=int, default=20)
     parser.add_argument('--warmup', type=int, default=5)

@@ -27,7 +27,7 @@ from semiseg.data.splits import missing_split_hint, read_split, split_files
 from semiseg.engine.distributed import resolve_device
 from semiseg.evaluation import build_eval_loader, evaluate
 from semiseg.evaluation.inference import predict
-from semiseg.utils.cli import EXIT_USAGE, OneLineParser, UsageError, check_output_dir
+from semiseg.utils.cli import EXIT_USAGE, OneLineParser, UsageError, check_output_dir, output_dir
 
 from ._common import (
     TOOL_ERRORS,
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--exp', type=int, required=True, help='experiment id (see experiments.py --list)')
     parser.add_argument('--run', type=int, required=True, help='run index within the experiment')
     add_checkpoint_arguments(parser)
-    parser.add_argument('--pred-dir', type=Path, help='write palette PNG predictions here')
+    parser.add_argument('--pred-dir', type=output_dir, help='write palette PNG predictions here')
     parser.add_argument('--save-logits', action='store_true', help='also write float16 logits (.npy) to --pred-dir')
     parser.add_argument('--data-root', help='folder holding the datasets (default: SEMISEG_DATA or ~/data)')
     parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))

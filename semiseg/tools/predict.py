@@ -57,6 +57,7 @@ from semiseg.utils.cli import (
     OneLineParser,
     UsageError,
     check_output_dir,
+    output_dir,
 )
 
 from ._common import TOOL_ERRORS, add_checkpoint_arguments, load_run_model, one_line, read_run_config, select_run_config
@@ -75,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--run', type=int, help='run index within the experiment')
     p.add_argument('--config', type=Path, help="a run folder's config.yaml (instead of --exp/--run)")
     add_checkpoint_arguments(p)
-    p.add_argument('--out', type=Path, required=True, help='output folder (created)')
+    p.add_argument('--out', type=output_dir, required=True, help='output folder (created)')
     p.add_argument('--overlay', action='store_true', help='also write <stem>_overlay.png with a class legend')
     p.add_argument('--logits', action='store_true', help='also write <stem>.npy float16 scores (N, H, W)')
     p.add_argument('--mode', choices=MODES, help="inference mode (default: the run's eval_mode)")

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from semiseg.models import text_embeddings as T
-from semiseg.utils.cli import OneLineParser
+from semiseg.utils.cli import OneLineParser, output_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
                         help='one or more of single, concept<k>_single, conceptavg<k>_single')
     parser.add_argument('--clip', default='openai',
                         help="'openai' (open_clip download) or a CLIP checkpoint path")
-    parser.add_argument('--out', default=None, help=f'output folder (default {T.cache_dir()})')
+    parser.add_argument('--out', type=output_dir, default=None, help=f'output folder (default {T.cache_dir()})')
     parser.add_argument('--data-root', default=None, help='folder with classes.txt (custom datasets)')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')

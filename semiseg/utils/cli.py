@@ -48,3 +48,34 @@ def check_output_dir(out: Path, option: str, inputs: Iterable[Path] = (), recurs
             raise UsageError(f'{option} {out} is inside the input folder {folder}, which is read with --recursive: '
                              f'the next call would read its own outputs; write them outside {folder}')
     return out
+
+
+def _existing_ancestor(path: Path) -> Path:
+    for parent in path.parents:
+        if parent.exists():
+            return parent
+    return Path('/')
+
+
+def output_file(text: str) -> Path:
+    """argparse `type` of an option naming a file we write: not a folder, and creatable (no file
+    where one of its folders should be); refused while parsing, before any work."""
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f'{path} is a folder; give a file name, e.g. {path / "results.json"}')
+    ancestor = _existing_ancestor(path)
+    if not ancestor.is_dir():
+        raise argparse.ArgumentTypeError(f'{ancestor} is a file, so {path} cannot be created under it')
+    return path
+
+
+def output_dir(text: str) -> Path:
+    """argparse `type` of an option naming a folder we write into (created when missing): not an
+    existing file, and no file where one of its parents should be."""
+    path = Path(text).expanduser()
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f'{path} exists and is not a folder; pass a folder (it is created if missing)')
+    ancestor = _existing_ancestor(path)
+    if not ancestor.is_dir():
+        raise argparse.ArgumentTypeError(f'{ancestor} is a file, so the folder {path} cannot be created under it')
+    return path
