@@ -28,8 +28,9 @@ from semiseg.launch.local import LaunchError
 from semiseg.launch.options import SlurmOptions, SlurmOptionsError
 from semiseg.launch.rundir import CONFIG_FILE, find_finished, find_resumable, run_dir_path, unfinished_with_other_config
 from semiseg.methods.registry import METHODS, method_info
-from semiseg.utils.cli import EXIT_INTERRUPTED, OneLineParser, UsageError
+from semiseg.utils.cli import EXIT_ABORTED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, OneLineParser, UsageError
 from semiseg.utils.errors import CheckpointError
+from semiseg.utils.textfiles import TextFileError
 
 log = logging.getLogger('semiseg.cli')
 
@@ -436,11 +437,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except (UsageError, RunSpecError, OverrideError, SlurmOptionsError, LaunchError, ExperimentFileError) as e:
         print(f'experiments.py: error: {e}', file=sys.stderr)
-        return 2
-    except (RunError, DataError, CheckpointError, OSError) as e:
+        return EXIT_USAGE
+    except (RunError, DataError, CheckpointError, TextFileError, OSError) as e:
         print(f'experiments.py: error: {e}', file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print('experiments.py: aborted (an unfinished run resumes with the same command from its latest.pth)',
               file=sys.stderr)
-        return 130
+        return EXIT_ABORTED

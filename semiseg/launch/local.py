@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from semiseg.engine.options import option
-from semiseg.engine.run import EXIT_INTERRUPTED
 from semiseg.engine.runlock import lock_holder
 from semiseg.engine.signals import StopBeforeTraining, mark_interrupted, wait_forwarding_stops
+from semiseg.utils.cli import EXIT_INTERRUPTED
 from semiseg.utils.errors import failure_message
 
 from .claim import ConfigClaim, busy_line
