@@ -45,6 +45,22 @@ class RunError(RuntimeError):
 
 
 
+def gpu_count(text: str) -> int | str:
+    """`--ngpus`: a whole number, or 'auto' (what this machine has)."""
+    return 'auto' if text == 'auto' else int(text)
+
+
+def _visible_gpu_count(args: argparse.Namespace) -> int:
+    """`--ngpus auto`: this machine's CUDA devices (1 without CUDA: one process), said in one line."""
+    if args.launcher in ('slurm', 'debug'):
+        raise UsageError('--ngpus auto counts the GPUs of this machine; with --launcher slurm give a number')
+    from semiseg.launch.local import cuda_device_count
+    visible = cuda_device_count()
+    log.warning('--ngpus auto: %d CUDA device(s) visible; each run trains on %d process(es), and its config and '
+                'name say so', visible, max(1, visible))
+    return max(1, visible)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The experiments.py argument parser."""
     p = OneLineParser(prog='experiments.py', description=__doc__.splitlines()[0],
@@ -57,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--list-methods', action='store_true', help='list the training methods and exit')
     p.add_argument('--dry-run', action='store_true',
                    help='write the configs and print the launch command of each run; run nothing')
-    p.add_argument('--ngpus', type=int, help="GPUs per run (default: the run's n_gpus)")
+    p.add_argument('--ngpus', type=gpu_count, help="GPUs per run (default: the run's n_gpus); 'auto': the CUDA "
+                   'devices this machine has (1 without CUDA), recorded as such')
     p.add_argument('--data-root', help='folder holding the datasets (default: $SEMISEG_DATA or ~/data)')
     p.add_argument('--launcher', default='local', choices=LAUNCHERS,
                    help='local: this machine; slurm: submitit jobs; debug: submitit in this process')
@@ -76,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--results', action='store_true',
                    help='one table of the runs\' results next to the published numbers, and exit')
     p.add_argument('--format', default='markdown', choices=('markdown', 'csv', 'json'), help='--results format')
+    p.add_argument('--sort', default='run', metavar='KEY',
+                   help='--results row order: run, best (highest mIoU first), diff, name, or a swept key')
     p.add_argument('--exp-root', default='exp', type=Path, help='root of the run folders')
     p.add_argument('--verbose', action='store_true', help='debug logging, and tracebacks on the console '
                                                           '(they always go to the run folder\'s train.log)')
@@ -382,6 +401,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f'--exp is required (valid: {ids}; --list describes them)')
     if args.resume and args.force:
         raise UsageError('--resume and --force contradict each other; use one')
+    if args.ngpus == 'auto':
+        args.ngpus = _visible_gpu_count(args)
     if args.ngpus is not None and args.ngpus < 1:
         raise UsageError(f'--ngpus must be at least 1, got {args.ngpus}')
     if args.list:
@@ -399,12 +420,14 @@ def run(args: argparse.Namespace) -> int:
     args.exp_root = args.exp_root.expanduser().absolute()  # jobs may start in another folder
     if args.status:
         from semiseg.launch.status import print_status
-        print_status(sel.exp_id, sel.cfgs, args.exp_root)
+        print_status(sel.exp_id, sel.cfgs, args.exp_root, sel.indices)
         return 0
     if args.results:
-        from semiseg.launch.results import collect_results, format_results
-        once = dict(zip(sel.indices, sel.cfgs))   # --seeds: the repeats of a run are one row
-        print(format_results(collect_results(sel.exp_id, list(once.values()), args.exp_root, list(once)), args.format))
+        from semiseg.launch.results import results_table
+        try:   # --seeds and the seeds of a file experiment: the repeats of a run are one row
+            print(results_table(sel.exp_id, sel.cfgs, args.exp_root, sel.indices, args.format, args.sort), end='')
+        except ValueError as e:   # a --sort key that is neither a column nor a swept key
+            raise UsageError(str(e)) from None
         return 0
     slurm = _slurm_options(args) if args.launcher in ('slurm', 'debug') else None
     decisions = _decide(sel, args)

@@ -209,12 +209,12 @@ def test_overrides_rename_runs_and_their_configs(env):
 def test_status_is_delegated(env, monkeypatch):
     seen = []
     status = types.ModuleType('semiseg.launch.status')
-    status.print_status = lambda exp_id, cfgs, exp_root: seen.append((exp_id, cfgs, exp_root))
+    status.print_status = lambda exp_id, cfgs, exp_root, indices: seen.append((exp_id, cfgs, exp_root, indices))
     monkeypatch.setitem(sys.modules, 'semiseg.launch.status', status)
     assert cli.main(['--exp', '40', '--status', '--exp-root', 'runs']) == 0
-    assert seen == [(40, get_runs(40), env.root / 'runs')]
+    assert seen == [(40, get_runs(40), env.root / 'runs', [0, 1, 2, 3, 4])]
     assert cli.main(['--exp', '40', '--status', '--run', '1']) == 0
-    assert seen[-1] == (40, [get_runs(40)[1]], env.root / 'exp')
+    assert seen[-1] == (40, [get_runs(40)[1]], env.root / 'exp', [1])   # labelled by run id, not position
     assert not (env.root / 'gen').exists()
 
 
@@ -296,5 +296,5 @@ def test_results_table_through_the_cli(env, capsys):
     (run_dir / 'results.json').write_text(json.dumps({'finished': True, 'miou': 83.0, 'best_miou': 84.5, 'iters': 10}))
     assert cli.main(['--exp', '40', '--results', '--format', 'csv']) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith('run,name,state') and len([x for x in lines if x[:1].isdigit()]) == 5
-    assert ',83.0,' in lines[1] and ',84.0,' in lines[1]         # ours and the paper's (84.0, SemiVL VOC 92)
+    assert lines[0].startswith('run,runs,name,state') and len([x for x in lines if x[:1].isdigit()]) == 5
+    assert ',best,84.5,' in lines[1] and ',84.0,' in lines[1]    # ours by SemiVL's rule (best) and the paper's

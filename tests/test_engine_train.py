@@ -166,6 +166,7 @@ def test_hparams_entry_for_comparing_runs_in_tensorboard(tmp_path):
     start = plugin_data_pb2.HParamsPluginData.FromString(content['_hparams_/session_start_info'])
     hparams = {k: v.ListFields()[0][1] for k, v in start.session_start_info.hparams.items()}
     assert hparams['optimizer.lr'] == 0.01 and hparams['batch_size'] == 4 and hparams['method'] == 'standin'
+    assert hparams['seed'] == 0   # always there (a sweep's runs filter by seed), though the config leaves it out
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content['_hparams_/experiment'])
     assert {m.name.tag for m in experiment.experiment.metric_infos} == {'hparam/mIoU', 'hparam/best_mIoU'}
     assert acc.Scalars('hparam/mIoU')[-1].value == pytest.approx(results['miou'])

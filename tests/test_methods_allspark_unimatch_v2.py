@@ -211,6 +211,12 @@ def test_teacher_state_is_saved_and_restored_exactly_on_resume(tmp_path):
     for name, value in ref['method']['teacher'].items():
         assert torch.equal(got['method']['teacher'][name], value), name
     assert got['extra_evals']['ema']['miou'] == ref['extra_evals']['ema']['miou']
+    # --results reads the teacher by V2's rule: results.json has it under 'ema', and so has state.json
+    from semiseg.launch.results import folder_numbers
+    from semiseg.launch.status import FolderFiles
+    files = FolderFiles.read(tmp_path / 'ref')
+    assert files.state['ema'] == {k: files.results['ema'][k] for k in ('miou', 'best_miou')}
+    assert folder_numbers(files)['ema_best'] == files.results['ema']['best_miou'] > 0
 
 
 def test_experiment_65_trains_one_iteration_at_a_small_crop():
@@ -251,3 +257,14 @@ def test_the_ema_teacher_loads_for_evaluation(tmp_path):
     torch.save({'model': student.state_dict()}, plain)
     with pytest.raises(CheckpointError, match='holds no EMA teacher'):
         load_checkpoint(build_model(0, 6, pretrained=False), plain, weights='ema')
+
+
+def test_allspark_debug_panel_uses_its_own_layout(allspark_cfg):
+    """AllSpark declares its panel (labeled and unlabeled columns): no visual sits in another method's FP slot."""
+    from semiseg.engine.debug_panels import grid_for
+    torch.manual_seed(0)
+    method = build_method(allspark_cfg, build_model(0, 5, pretrained=False))
+    result = method.step(toy_batch(), StepContext(0, 10, 0, want_visuals=True, max_visuals=1))
+    assert set(result.visuals) == {k for row in method.visual_layout for k in row}
+    grid = grid_for(result.visuals, method.visual_layout)
+    assert [[c[1] for c in row] for row in grid] == [['Image L', 'Image U'], ['Pred L', 'Pred U'], ['GT L', 'PL U']]

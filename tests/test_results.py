@@ -94,38 +94,45 @@ def rows(exp, monkeypatch):
 NAMES = ['voc-92', 'voc-183', 'voc-366', 'voc-732', 'voc-1464']
 FAMILY = 'semivl+mcc vlg-ftap/mcvitb'
 
+RULE_NOTE = ("mIoU: by the rule of the run's paper (mean ± std over seeds, n runs): best = the best evaluation "
+             "during training. Final and best mIoU of the model and of its EMA teacher: --format csv|json.")
 MARKDOWN = f"""\
-| run | name | state | iters | mIoU | best mIoU | paper | diff | wall | GPU-h |
-| --: | --- | --- | --: | --: | --: | --: | --: | --: | --: |
-| 0 | voc-92 {FAMILY} | 2 finished, 1 interrupted | 50/100 | 81.00 ± 1.41 (n=2) | 81.75 ± 1.06 (n=2) | 84.0 | -3.00 | 1:15:00 | 11.00 |
-| 1 | voc-183 {FAMILY} | running | 40/100 | 70.00 | 70.50 | 85.6 | -15.60 | 0:30:00 | 1.00 |
-| 2 | voc-366 {FAMILY} | failed | 10/100 | - | - | 86.0 | - | 0:10:00 | 0.67 |
-| 3 | voc-732 {FAMILY} | queued | - | - | - | 86.7 | - | - | - |
-| 4 | voc-1464 {FAMILY} | not started | - | - | - | 87.3 | - | - | - |
+| run | name | state | iters | mIoU | rule | paper | diff | wall | GPU-h |
+| --: | --- | --- | --: | --: | --- | --: | --: | --: | --: |
+| 0 | voc-92 {FAMILY} | 2 finished, 1 interrupted | 50/100 | 81.75 ± 1.06 (n=2) | best | 84.0 | -2.25 | 1:15:00 | 11.00 |
+| 1 | voc-183 {FAMILY} | running | 40/100 | 70.50 | best | 85.6 | -15.10 | 0:30:00 | 1.00 |
+| 2 | voc-366 {FAMILY} | failed | 10/100 | - | best | 86.0 | - | 0:10:00 | 0.67 |
+| 3 | voc-732 {FAMILY} | queued | - | - | best | 86.7 | - | - | - |
+| 4 | voc-1464 {FAMILY} | not started | - | - | best | 87.3 | - | - | - |
+
+{RULE_NOTE}
 
 paper mIoU: {TABLE} ({SOURCE})
 """  # noqa: E501
 
+NONE_NUMBERS = {f'{kind}_miou{std}': None for kind in ('final', 'best', 'ema_final', 'ema_best')
+                for std in ('', '_std')}
+
 
 def _expected_dicts(folders):
-    base = {'total_iters': 100, 'paper_table': TABLE, 'paper_source': SOURCE, 'miou_std': None,
-            'best_miou_std': None}
+    base = {**NONE_NUMBERS, 'rule': 'best', 'total_iters': 100, 'paper_table': TABLE, 'paper_source': SOURCE,
+            'miou_std': None, 'seeds': []}
     return [
-        {**base, 'run': 0, 'name': f'voc-92 {FAMILY}', 'state': '2 finished, 1 interrupted', 'iterations': 50,
-         'miou': 81.0, 'miou_std': 1.4142, 'best_miou': 81.75, 'best_miou_std': 1.0607, 'count': 2,
-         'paper_miou': 84.0, 'diff': -3.0, 'wall_s': 4500.0, 'gpu_hours': 11.0,
-         'folders': [str(folders[k]) for k in ('0a', '0b', '0c')]},
-        {**base, 'run': 1, 'name': f'voc-183 {FAMILY}', 'state': 'running', 'iterations': 40, 'miou': 70.0,
-         'best_miou': 70.5, 'count': 1, 'paper_miou': 85.6, 'diff': -15.6, 'wall_s': 1800.0,
-         'gpu_hours': 1.0, 'folders': [str(folders['1'])]},
-        {**base, 'run': 2, 'name': f'voc-366 {FAMILY}', 'state': 'failed', 'iterations': 10, 'miou': None,
-         'best_miou': None, 'count': 0, 'paper_miou': 86.0, 'diff': None, 'wall_s': 600.0,
+        {**base, 'run': 0, 'runs': [0], 'name': f'voc-92 {FAMILY}', 'state': '2 finished, 1 interrupted',
+         'iterations': 50, 'miou': 81.75, 'miou_std': 1.0607, 'count': 2, 'seeds': [0, 1], 'final_miou': 81.0,
+         'final_miou_std': 1.4142, 'best_miou': 81.75, 'best_miou_std': 1.0607, 'paper_miou': 84.0, 'diff': -2.25,
+         'wall_s': 4500.0, 'gpu_hours': 11.0, 'folders': [str(folders[k]) for k in ('0a', '0b', '0c')]},
+        {**base, 'run': 1, 'runs': [1], 'name': f'voc-183 {FAMILY}', 'state': 'running', 'iterations': 40,
+         'miou': 70.5, 'count': 1, 'seeds': [0], 'final_miou': 70.0, 'best_miou': 70.5, 'paper_miou': 85.6,
+         'diff': -15.1, 'wall_s': 1800.0, 'gpu_hours': 1.0, 'folders': [str(folders['1'])]},
+        {**base, 'run': 2, 'runs': [2], 'name': f'voc-366 {FAMILY}', 'state': 'failed', 'iterations': 10,
+         'miou': None, 'count': 0, 'paper_miou': 86.0, 'diff': None, 'wall_s': 600.0,
          'gpu_hours': 0.6667, 'folders': [str(folders['2'])]},
-        {**base, 'run': 3, 'name': f'voc-732 {FAMILY}', 'state': 'queued', 'iterations': None,
-         'total_iters': None, 'miou': None, 'best_miou': None, 'count': 0, 'paper_miou': 86.7, 'diff': None,
+        {**base, 'run': 3, 'runs': [3], 'name': f'voc-732 {FAMILY}', 'state': 'queued', 'iterations': None,
+         'total_iters': None, 'miou': None, 'count': 0, 'paper_miou': 86.7, 'diff': None,
          'wall_s': None, 'gpu_hours': None, 'folders': [str(folders['3'])]},
-        {**base, 'run': 4, 'name': f'voc-1464 {FAMILY}', 'state': 'not started', 'iterations': None,
-         'total_iters': None, 'miou': None, 'best_miou': None, 'count': 0, 'paper_miou': 87.3, 'diff': None,
+        {**base, 'run': 4, 'runs': [4], 'name': f'voc-1464 {FAMILY}', 'state': 'not started', 'iterations': None,
+         'total_iters': None, 'miou': None, 'count': 0, 'paper_miou': 87.3, 'diff': None,
          'wall_s': None, 'gpu_hours': None, 'folders': []},
     ]
 
@@ -145,14 +152,16 @@ def test_csv_table(rows, exp):
     lines = res.format_results(rows, 'csv').splitlines()
     folders = exp[2]
     p = f'"{TABLE}",{SOURCE}'   # the table name holds a comma: quoted
+    none4 = ',' * 3
     assert lines == [
         ','.join(res.COLUMNS),
-        f'0,voc-92 {FAMILY},"2 finished, 1 interrupted",50,100,81.0,1.4142,81.75,1.0607,2,84.0,-3.0,4500.0,'
-        f'11.0,{p},{folders["0a"]};{folders["0b"]};{folders["0c"]}',
-        f'1,voc-183 {FAMILY},running,40,100,70.0,,70.5,,1,85.6,-15.6,1800.0,1.0,{p},{folders["1"]}',
-        f'2,voc-366 {FAMILY},failed,10,100,,,,,0,86.0,,600.0,0.6667,{p},{folders["2"]}',
-        f'3,voc-732 {FAMILY},queued,,,,,,,0,86.7,,,,{p},{folders["3"]}',
-        f'4,voc-1464 {FAMILY},not started,,,,,,,0,87.3,,,,{p},',
+        f'0,0,voc-92 {FAMILY},"2 finished, 1 interrupted",50,100,best,81.75,1.0607,2,0;1,84.0,-2.25,'
+        f'81.0,1.4142,81.75,1.0607,{none4},4500.0,11.0,{p},{folders["0a"]};{folders["0b"]};{folders["0c"]}',
+        f'1,1,voc-183 {FAMILY},running,40,100,best,70.5,,1,0,85.6,-15.1,70.0,,70.5,,{none4},1800.0,1.0,{p},'
+        f'{folders["1"]}',
+        f'2,2,voc-366 {FAMILY},failed,10,100,best,,,0,,86.0,,,,,,{none4},600.0,0.6667,{p},{folders["2"]}',
+        f'3,3,voc-732 {FAMILY},queued,,,best,,,0,,86.7,,,,,,{none4},,,{p},{folders["3"]}',
+        f'4,4,voc-1464 {FAMILY},not started,,,best,,,0,,87.3,,,,,,{none4},,,{p},',
     ]
 
 
@@ -182,5 +191,85 @@ def test_short_names():
     assert [res.short_name(c) for c in cfgs[:4]] == [
         'voc-92 semivl zegclip-pt/vitb', 'voc-92 semivl dlv3p-ft/tvit-in1k', 'voc-92 semivl dlv3p-ft/mcvitb',
         'voc-92 semivl dlv3p-ftap/mcvitb']
-    changed = with_overrides(cfgs[0], parse_cfg_options(['conf_thresh=0.9', 'seed=3']))
-    assert res.short_name(changed) == 'voc-92 semivl zegclip-pt/vitb ' + changed['name'][-7:]
+    seeded = with_overrides(cfgs[0], parse_cfg_options(['conf_thresh=0.9', 'seed=3']))
+    assert seeded['name'].endswith('_s3')
+    assert res.short_name(seeded) == 'voc-92 semivl zegclip-pt/vitb'   # a row holds every seed
+    hidden = with_overrides(cfgs[0], parse_cfg_options(['optimizer.weight_decay=0.1', 'seed=2']))
+    assert res.short_name(hidden) == 'voc-92 semivl zegclip-pt/vitb ' + hidden['name'][-7:]   # the hash stays
+    assert res.run_label([4, 0, 1, 2, 7, 8]) == '0-2,4,7-8' and res.run_label([3]) == '3'
+
+
+# ----------------------------------------------------------------------------- the paper's rule
+# the number each method's paper reports (issue 20): a new method must be added here on purpose
+RULES = {'supervised': 'best', 'fixmatch': 'best', 'unimatch': 'best', 'semivl': 'best', 'allspark': 'best',
+         'unimatch_v2': 'ema_best',      # V2 README = max over epochs of the EMA teacher's mIoU (its training logs)
+         'fixmatch_ema': 'ema_best'}     # V2's FixMatch-with-EMA ablation rows: best EMA as well
+
+
+def test_rule_per_method_is_pinned():
+    from semiseg.experiments.published import published_result, report_rule
+    from semiseg.methods.registry import METHODS
+    assert set(METHODS) - set(RULES) == set(), f'pin the reporting rule of {sorted(set(METHODS) - set(RULES))}'
+    assert {name: info.report for name, info in METHODS.items()} == {name: RULES[name] for name in METHODS}
+    for exp_id, rule in ((40, 'best'), (44, 'best'), (30, 'best'), (32, 'best'), (50, 'best'), (53, 'best'),
+                         (60, 'ema_best'), (63, 'ema_best'), (65, 'ema_best')):
+        for cfg in get_runs(exp_id):
+            assert report_rule(cfg, published_result(exp_id, cfg)) == rule, exp_id
+
+
+def _v2_results(run_dir, final, best, ema_final, ema_best):
+    """results.json as the trainer writes it today: the student at top level, the teacher under 'ema'."""
+    atomic_write_json(run_dir / 'results.json', {
+        'miou': final, 'best_miou': best, 'per_class_iou': {}, 'best_per_class_iou': {}, 'iters': 100, 'epochs': 10,
+        'finished': True, 'ema': {'miou': ema_final, 'best_miou': ema_best, 'per_class_iou': {}, 'best_epoch': 7}})
+
+
+def test_each_paper_by_its_own_rule(tmp_path):
+    """V2 (and exp 65) by the EMA teacher's best, AllSpark and SemiVL by the best evaluation; the
+    other numbers stay in json; a running V2 folder without teacher numbers shows none by the rule."""
+    v2 = get_runs(60, data_root=str(tmp_path / 'data'))[5]            # DINOv2-B VOC 92: paper 86.3
+    d = create_run_dir(v2, tmp_path, uid='v2a00')
+    _state(d, 'finished', 100, 85.0, 84.5, 10.0, 4)
+    _v2_results(d, 84.5, 85.0, 86.0, 86.5)
+    d = create_run_dir(_seeded(v2, 1), tmp_path, uid='v2b00')
+    _state(d, 'finished', 100, 85.2, 84.9, 10.0, 4)
+    _v2_results(d, 84.9, 85.2, 86.2, 86.1)
+    (row,) = res.collect_results(60, [v2], tmp_path, [5])
+    assert (row.rule, row.miou, row.count, row.paper.miou) == ('ema_best', pytest.approx(86.3), 2, 86.3)
+    assert row.diff == pytest.approx(0.0)
+    data = json.loads(res.format_results([row], 'json'))[0]
+    assert (data['final_miou'], data['best_miou'], data['ema_final_miou'], data['ema_best_miou']) == \
+        (84.7, 85.1, 86.1, 86.3)
+    assert '| 5 | voc-92 unimatch_v2 dpt/dinov2b | finished | 100/100 | 86.30 ± 0.28 (n=2) | best EMA | 86.3 | ' \
+           '+0.00 |' in res.format_results([row])
+    assert "best EMA = the EMA teacher's best evaluation during training" in res.format_results([row])
+
+    ours = get_runs(65, data_root=str(tmp_path / 'data'))[0]          # SemiVL model x V2 method: V2's rule
+    d = create_run_dir(ours, tmp_path, uid='o6500')
+    _state(d, 'running', 40, 70.0, 69.0, 10.0, 4)                     # no teacher numbers in state.json yet
+    (row,) = res.collect_results(65, [ours], tmp_path, [0])
+    assert (row.rule, row.miou, row.paper, row.numbers['best'][0]) == ('ema_best', None, None, 70.0)
+    write_state(d, 'running', iteration=50, total_iters=100, best_miou=70.0, last_miou=69.0, elapsed_s=10.0,
+                world_size=4, ema={'miou': 71.0, 'best_miou': 71.5})   # when the trainer reports the teacher
+    (row,) = res.collect_results(65, [ours], tmp_path, [0])
+    assert (row.miou, row.numbers['ema_final'][0]) == (71.5, 71.0)
+
+    for exp_id, run in ((50, 0), (40, 0)):                            # AllSpark, SemiVL: best evaluation
+        cfg = get_runs(exp_id, data_root=str(tmp_path / 'data'))[run]
+        d = create_run_dir(cfg, tmp_path, uid=f'b{exp_id}00')
+        _state(d, 'finished', 100, 77.0, 76.0, 10.0, 4)
+        _finish(d, 76.0, 77.0)
+        (row,) = res.collect_results(exp_id, [cfg], tmp_path, [run])
+        assert (row.rule, row.miou, row.numbers['final'][0]) == ('best', 77.0, 76.0)
+        assert row.diff == pytest.approx(77.0 - row.paper.miou)
+
+
+def test_a_changed_paper_run_has_no_paper_number(tmp_path):
+    """--cfg-options that change what is trained drop the paper's number; seed and runtime options do not."""
+    cfg = get_runs(40, data_root=str(tmp_path / 'data'))[0]
+    same = with_overrides(cfg, parse_cfg_options(['seed=2', 'num_workers=3', 'log_every=7']))
+    changed = [with_overrides(cfg, parse_cfg_options([opt])) for opt in ('epochs=2', 'optimizer.lr=1e-3',
+                                                                          'conf_thresh=0.9', 'batch_size=1')]
+    rows = res.collect_results(40, [cfg, same, *changed], tmp_path, [0, 0, 0, 0, 0, 0])
+    assert [r.paper.miou if r.paper else None for r in rows] == [84.0, None, None, None, None]  # cfg, same: one row
+    assert rows[0].runs == [0]

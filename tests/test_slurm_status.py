@@ -112,3 +112,18 @@ def test_debug_launcher_trains_exp0_in_process(small_toy, tmp_path):
     from semiseg.launch.job import TrainJob
     assert TrainJob(cfg, run_dir)()['finished'] is True                            # returns, no retraining
     assert (run_dir / 'results.json').stat().st_mtime == mtime
+
+
+def test_rows_are_labelled_by_run_id_whatever_the_selection(tmp_path, capsys):
+    """--run 2 shows run 2 (not row 0), also with seed repeats of one run (issue 21 item 2)."""
+    cfgs = get_runs(0, data_root=str(tmp_path / 'data'))
+    exp_root = tmp_path / 'exp'
+    run_dir = create_run_dir(cfgs[2], exp_root)
+    _write(run_dir / 'state.json', {'state': 'interrupted', 'iteration': 3, 'total_iters': 9})
+    rows = print_status(0, [cfgs[2], cfgs[5]], exp_root, [2, 5])
+    assert [(r.run, r.status, r.folder) for r in rows] == [(2, 'interrupted', run_dir), (5, 'not started', None)]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == 'experiment 0: 2 run(s)' and lines[2].startswith('2 ') and lines[3].startswith('5 ')
+    assert lines[3].endswith(cfgs[5]['name'])
+    with pytest.raises(ValueError, match='2 configs for 1 run indices'):
+        status_rows(cfgs[:2], exp_root, indices=[0])

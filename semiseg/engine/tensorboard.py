@@ -33,7 +33,7 @@ class TensorBoard:
         if self._writer is None:
             return
         from torch.utils.tensorboard.summary import hparams
-        experiment, start, end = hparams(flat_hparams(cfg), metrics)
+        experiment, start, end = hparams(run_hparams(cfg), metrics)
         for summary in (experiment, start, end):
             self._writer.file_writer.add_summary(summary)
         for key, value in metrics.items():
@@ -47,6 +47,14 @@ class TensorBoard:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def run_hparams(cfg: dict[str, Any]) -> dict[str, Any]:
+    """What HParams shows of a run: the config flattened, the seed always (a config leaves it out at
+    its default 0), and a file experiment's swept values also under `sweep.<key>`, so the runs of a
+    sweep can be filtered by swept value and seed."""
+    from .options import option
+    return {**flat_hparams(cfg), 'seed': option(cfg, 'seed')}
 
 
 def flat_hparams(cfg: dict[str, Any], prefix: str = '') -> dict[str, Any]:

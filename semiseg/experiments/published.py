@@ -3,9 +3,16 @@
 `PUBLISHED[(paper, dataset, split, backbone)] -> Published(miou, table, source)`; `paper` is one of
 `PAPERS`, `dataset` and `split` are our run-config values, `backbone` the paper's name for the
 encoder. `published_result(exp_id, cfg)` attaches a number to a run: only when its experiment
-declares `reproduces` (exps 40-44: 'SemiVL'; ablations and demos declare nothing), the run trains
-the paper's method, its model is one of `MODEL_BACKBONES` and the paper reports that
-(dataset, split, backbone). Anything else gives None, never a neighbouring number.
+declares `reproduces` (exps 40-44: 'SemiVL'; ablations and demos declare nothing; a file experiment
+inherits its base's), the run trains the paper's method, its model is one of `MODEL_BACKBONES`, the
+paper reports that (dataset, split, backbone), and the run is the paper's run unchanged: its config
+equals a generated run of an experiment reproducing that paper, seed, runtime options, experiment
+id, sweep record and data folder aside (`semiseg.experiments.identity.paper_key`); `--cfg-options
+epochs=2` or a swept learning rate gives None. Anything else gives None, never a neighbouring number.
+
+Which number a paper reports: `report_rule(cfg, published)`, the rule of the run's method
+(`MethodInfo.report`: the best evaluation, of the EMA teacher for UniMatch V2) unless the published
+row says otherwise (`Published.report`). `--results` computes ours by the same rule.
 
 The numbers are transcribed from the verified list kept with the reference data
 (`published_results.csv`, one row per number with its table and source); `tests/test_published.py`
@@ -24,7 +31,12 @@ The csv's `pascal_blended` is our dataset 'pascal' with the blended splits '1_16
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
+
+from semiseg.methods.registry import METHODS
+
+from .identity import paper_key
 
 # the run-config method that reproduces each paper (a baseline run in the same experiment gets None)
 PAPER_METHODS = {'SemiVL': 'semivl', 'UniMatch': 'unimatch', 'AllSpark': 'allspark',
@@ -52,6 +64,7 @@ class Published:
     miou: float     # mIoU in percent, as printed
     table: str      # which table (or log) prints it
     source: str     # the file it was read from (commit-pinned URL)
+    report: str | None = None   # the number it is (REPORT_RULES) where not its method's rule
 
 
 Key = tuple[str, str, str, str]   # (paper, dataset, split, backbone)
@@ -176,8 +189,41 @@ def published_key(paper: str, cfg: dict[str, Any]) -> Key | None:
 
 def published_result(exp_id: int, cfg: dict[str, Any]) -> Published | None:
     """The published mIoU of a run of experiment `exp_id`, or None (see the module doc)."""
-    paper = _reproduces(exp_id)
+    return published_for(_reproduces(exp_id), cfg)
+
+
+def reproduced_paper(exp_id: int) -> str | None:
+    """The paper experiment `exp_id` reproduces, or None (ask once for many runs, then `published_for`)."""
+    return _reproduces(exp_id)
+
+
+def published_for(paper: str | None, cfg: dict[str, Any]) -> Published | None:
+    """The published mIoU of a run config of an experiment reproducing `paper` (None: none)."""
     if paper is None:
         return None
     key = published_key(paper, cfg)
-    return PUBLISHED.get(key) if key is not None else None
+    if key is None or key not in PUBLISHED or not is_paper_run(paper, cfg):
+        return None
+    return PUBLISHED[key]
+
+
+def is_paper_run(paper: str, cfg: dict[str, Any]) -> bool:
+    """Whether `cfg` is a generated run of a built-in experiment reproducing `paper`, unchanged
+    (seed, runtime options, experiment id, sweep record and data folder aside)."""
+    return paper_key(cfg) in _paper_run_keys(paper)
+
+
+@cache
+def _paper_run_keys(paper: str) -> frozenset[str]:
+    from .registry import EXPERIMENTS, get_runs
+    return frozenset(paper_key(run) for exp in EXPERIMENTS.values() if exp.reproduces == paper
+                     for run in get_runs(exp.exp_id))
+
+
+def report_rule(cfg: dict[str, Any], published: Published | None = None) -> str:
+    """Which of our numbers compares with the paper's (REPORT_RULES): the published row's rule, else
+    the rule of the run's method ('best' for a method the registry does not know)."""
+    if published is not None and published.report is not None:
+        return published.report
+    info = METHODS.get(str(cfg.get('method')))
+    return info.report if info is not None else 'best'

@@ -6,6 +6,7 @@ requeued, or killed without a chance to write its state (time limit, out of memo
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,10 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from semiseg.engine.runlock import lock_holder
+from semiseg.experiments.identity import exact_key
+from semiseg.utils.safe_yaml import MAX_JSON_BYTES, load_json_text
 from semiseg.utils.safe_yaml import read_json as safe_read_json
+from semiseg.utils.textfiles import decode_text
 
-from .job import read_attempts, read_job_record, slurm_job_id
-from .rundir import RESULTS_FILE, same_config_dirs
+from .job import JOB_FILE, read_attempts, slurm_job_id
+from .rundir import RESULTS_FILE
 from .slurm import ACTIVE_STATES, Runner, run_command, slurm_states
 
 STATE_FILE = 'state.json'
@@ -38,6 +42,7 @@ class RunStatus:
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object file, None when missing, unreadable or not an object."""
     try:
         data = safe_read_json(path)
     except (OSError, ValueError):
@@ -45,10 +50,18 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def latest_run_dir(cfg: dict[str, Any], exp_root: Path) -> Path | None:
-    """The newest run folder holding exactly this config (finished or not)."""
-    found = same_config_dirs(cfg, exp_root)   # newest first
-    return found[0] if found else None
+def _read_json_file(path: str) -> dict[str, Any] | None:
+    """`read_json` in one open (thousands of folders: no separate existence and size checks), with
+    the same size cap, text and parse rules (semiseg.utils.safe_yaml)."""
+    try:
+        with open(path, 'rb') as f:
+            data = f.read(MAX_JSON_BYTES + 1)
+        if len(data) > MAX_JSON_BYTES:
+            return None
+        value = load_json_text(decode_text(data, path), path)
+    except (OSError, ValueError):   # missing, a folder, unreadable, not UTF-8, not JSON
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def format_eta(seconds: float | None) -> str:
@@ -101,8 +114,10 @@ class FolderFiles:
 
     @classmethod
     def read(cls, run_dir: Path) -> FolderFiles:
-        return cls(read_json(run_dir / RESULTS_FILE) or {}, read_json(run_dir / STATE_FILE) or {},
-                   read_job_record(run_dir))
+        folder = str(run_dir)
+        return cls(_read_json_file(os.path.join(folder, RESULTS_FILE)) or {},
+                   _read_json_file(os.path.join(folder, STATE_FILE)) or {},
+                   _read_json_file(os.path.join(folder, JOB_FILE)))
 
 
 def classify(run_dir: Path | None, slurm_state: str | None, files: FolderFiles | None = None) -> tuple[str, str]:
@@ -140,19 +155,35 @@ def classify(run_dir: Path | None, slurm_state: str | None, files: FolderFiles |
     return 'not started', 'folder created'
 
 
-def status_rows(cfgs: list[dict[str, Any]], exp_root: Path, runner: Runner | None = None) -> list[RunStatus]:
-    """One `RunStatus` per config (run id = position), querying Slurm once for all jobs."""
+def status_rows(cfgs: list[dict[str, Any]], exp_root: Path, runner: Runner | None = None,
+                indices: list[int] | None = None) -> list[RunStatus]:
+    """One `RunStatus` per config, labelled by its run id (`indices[k]` for `cfgs[k]`; default: the
+    position). The experiment's folders are scanned once (`runindex`); each run's newest folder with
+    exactly its config is read once; Slurm is queried once for all jobs."""
+    from .runindex import group_by, scan_run_folders
+    if indices is None:
+        indices = list(range(len(cfgs)))
+    if len(indices) != len(cfgs):
+        raise ValueError(f'{len(cfgs)} configs for {len(indices)} run indices; pass the selected configs')
     runner = runner or run_command
-    dirs = [latest_run_dir(cfg, exp_root) for cfg in cfgs]
-    records = [read_job_record(d) if d else None for d in dirs]
+    by_exp: dict[int, dict[str, list]] = {}
+    dirs: list[Path | None] = []
+    for cfg in cfgs:
+        exp_id = int(cfg['exp'])
+        if exp_id not in by_exp:
+            by_exp[exp_id] = group_by(scan_run_folders(Path(exp_root), exp_id), 'exact')
+        same = by_exp[exp_id].get(exact_key(cfg))
+        dirs.append(same[-1].path if same else None)     # the newest
+    files = [FolderFiles.read(d) if d else None for d in dirs]
+    records = [f.record if f else None for f in files]
     job_ids = [j for j in map(slurm_job_id, records) if j]
     states = slurm_states(job_ids, runner) if job_ids else {}
     rows = []
-    for index, (cfg, run_dir, record) in enumerate(zip(cfgs, dirs, records)):
+    for index, cfg, run_dir, record, folder_files in zip(indices, cfgs, dirs, records, files):
         job_id = str(record['job_id']) if record and record.get('job_id') else None
         slurm_state = states.get(slurm_job_id(record))
-        status, detail = classify(run_dir, slurm_state)
-        starts = len(read_attempts(run_dir)) if run_dir is not None else 0
+        status, detail = classify(run_dir, slurm_state, folder_files)
+        starts = len(read_attempts(run_dir)) if record is not None else 0   # job starts: submitted runs only
         if starts > 1:
             detail += f' (started {starts} times)'
         rows.append(RunStatus(index, cfg.get('name', '?'), status, detail, run_dir, job_id))
@@ -171,8 +202,10 @@ def format_table(exp_id: int, rows: list[RunStatus]) -> str:
     return '\n'.join(lines)
 
 
-def print_status(exp_id: int, cfgs: list[dict[str, Any]], exp_root: Path) -> list[RunStatus]:
-    """Print the status table of experiment `exp_id` (CLI `--status`); returns its rows."""
-    rows = status_rows(cfgs, Path(exp_root))
+def print_status(exp_id: int, cfgs: list[dict[str, Any]], exp_root: Path,
+                 indices: list[int] | None = None) -> list[RunStatus]:
+    """Print the status table of experiment `exp_id` (CLI `--status`; `indices`: the run id of each
+    config); returns its rows."""
+    rows = status_rows(cfgs, Path(exp_root), indices=indices)
     print(format_table(exp_id, rows))
     return rows

@@ -42,6 +42,8 @@ class StatusHook(HookBase):
                         epoch=t.iteration // plan.iters_per_epoch if plan else 0,
                         best_miou=t.evaluation.best_miou, last_miou=t.evaluation.last_miou,
                         eta_s=t.eta_s, elapsed_s=t.elapsed(), world_size=t.dist.world_size,
-                        host=socket.gethostname(), pid=os.getpid(), error=error)
+                        host=socket.gethostname(), pid=os.getpid(), error=error,
+                        **{name: {'miou': rec.get('miou'), 'best_miou': rec.get('best_miou')}   # e.g. the EMA teacher:
+                           for name, rec in t.evaluation.extra_records().items()})          # --results reads it
         except OSError as err:
             logger.warning('could not write state.json (%s)', err)
