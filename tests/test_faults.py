@@ -426,6 +426,10 @@ def test_device_cuda_without_cuda_is_refused_before_anything_is_written(data_cop
     err = capsys.readouterr().err.strip().splitlines()
     assert 'wants 3 GPUs but no CUDA device is visible here' in err[-1] and 'pass --ngpus 1' in err[-1]
     assert not (tmp_path / 'exp').exists() and not (tmp_path / 'gen').exists()
+    assert cli.main([*args, '--ngpus', 'auto', '--launcher', 'slurm']) == 2        # auto counts this machine only
+    assert '--ngpus auto counts the GPUs of this machine' in capsys.readouterr().err
+    assert cli.main([*args, '--ngpus', 'auto', '--dry-run']) == 0                  # corrected, and said so
+    assert 'in-process' in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------ round 3: stops outside the loop

@@ -74,8 +74,8 @@ def check_local_hardware(cfg: dict[str, Any], wanted: int, cuda_count: int) -> N
     if wanted > 1 and (device == 'cpu' or cuda_count == 0):
         where = 'it trains on the CPU (device=cpu)' if device == 'cpu' else 'no CUDA device is visible here'
         raise LaunchError(f'run {name} wants {wanted} GPUs but {where}: one process would train while the '
-                          f'config and the name record {wanted}; pass --ngpus 1 (the global batch and the name '
-                          f'follow) or launch on a GPU machine')
+                          f'config and the name record {wanted}; pass --ngpus 1 or --ngpus auto (the global '
+                          f'batch and the name follow) or launch on a GPU machine')
 
 
 def plan_local(cfg: dict[str, Any], ngpus: int | None, cuda_count: int) -> LocalPlan:
