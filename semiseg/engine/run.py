@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from semiseg.utils.cli import EXIT_ABORTED, EXIT_FAILED, EXIT_INTERRUPTED, OneLineParser  # noqa: F401 - re-exported
+from semiseg.utils.cli import EXIT_ABORTED, EXIT_FAILED, EXIT_INTERRUPTED, OneLineParser
 
 
 def read_config(run_dir: Path) -> dict:
