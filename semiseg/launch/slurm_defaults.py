@@ -24,7 +24,8 @@ time_min: 2880          # jobs requeue themselves at the limit and resume from l
 constraint: a100        # node feature (sinfo -o '%N %f')
 mem_gb: 64
 cpus_per_task: 8
-array_parallelism: 4    # at most 4 runs of an experiment at once
+max_parallel: 4         # at most 4 runs of a sweep train at once (also across split arrays)
+# max_array_size: 1001  # only to override what `scontrol show config` says
 extra_sbatch: ['mail-type=END,FAIL']
 """
 
