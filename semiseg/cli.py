@@ -385,6 +385,9 @@ def _launch(decisions: list[Decision], args: argparse.Namespace, slurm: SlurmOpt
                 if d.action == 'new' and [p.name for p in run_dir.iterdir()] == [CONFIG_FILE]:
                     shutil.rmtree(run_dir)
             raise UsageError(str(e)) from None
+        from semiseg.launch.runindex import scan_run_folders
+        for exp_id in sorted({int(d.cfg['exp']) for d in todo}):   # a sweep's configs into the folder index
+            scan_run_folders(args.exp_root, exp_id)                  # now, so --status need not parse them
     return 0
 
 

@@ -241,6 +241,8 @@ def test_slurm_launcher_submits_all_runs(env, monkeypatch, launcher):
     assert [c['name'] for c, _ in runs] == [c['name'].replace('_ezsw', '_1x2x2_ezsw') for c in get_runs(40)]
     assert all(c['global_batch'] == {'configured': 8, 'actual': 4} for c, _ in runs)
     assert all((d / 'config.yaml').is_file() for _, d in runs)
+    index = json.loads((env.root / 'exp' / 'exp-40' / '.config-index.json').read_text())   # --status reads it
+    assert sorted(index['folders']) == sorted(d.name for _, d in runs)
     assert isinstance(opts, SlurmOptions)
     assert (opts.partition, opts.account, opts.time_min, opts.gpus_per_node, opts.extra_sbatch) == \
         ('gpu', 'grp', 60, 2, ['mail-type=END'])
