@@ -273,3 +273,17 @@ def test_a_changed_paper_run_has_no_paper_number(tmp_path):
     rows = res.collect_results(40, [cfg, same, *changed], tmp_path, [0, 0, 0, 0, 0, 0])
     assert [r.paper.miou if r.paper else None for r in rows] == [84.0, None, None, None, None]  # cfg, same: one row
     assert rows[0].runs == [0]
+
+
+def test_a_published_row_with_its_own_rule_wins_over_the_method(tmp_path):
+    """`Published.report`: a paper row that reports another number (e.g. the final evaluation) is
+    compared with ours computed the same way."""
+    from semiseg.experiments.published import Published, report_rule
+    cfg = get_runs(40, data_root=str(tmp_path / 'data'))[0]
+    final = Published(80.0, 'a table that prints the last epoch', 'https://example.org/t', report='final')
+    assert report_rule(cfg, final) == 'final' and report_rule(cfg, None) == 'best'
+    folder = res.FolderResult(tmp_path, 'finished', 100, 100, {'final': 79.0, 'best': 81.0, 'ema_final': None,
+                                                               'ema_best': None}, 10.0, 1)
+    row = res.aggregate(0, cfg, [folder], final)
+    assert (row.rule, row.miou, row.diff) == ('final', 79.0, -1.0)
+    assert '| 79.00 | final | 80.0 | -1.00 |' in res.format_results([row])
