@@ -260,7 +260,8 @@ def _decide(sel: Selection, args: argparse.Namespace) -> list[Decision]:
     """
     decisions = []
     for index, cfg in zip(sel.indices, sel.cfgs):
-        busy = None if args.force else who_trains(cfg, args.exp_root)
+        resumable = None if args.force else find_resumable(cfg, args.exp_root)
+        busy = None if args.force else who_trains(cfg, args.exp_root, resumable)
         if busy is not None:
             owner, folder = busy
             if args.resume:
@@ -269,7 +270,6 @@ def _decide(sel: Selection, args: argparse.Namespace) -> list[Decision]:
             print(busy_line(index, cfg, owner, folder))
             decisions.append(Decision(index, cfg, 'busy', folder or run_dir_path(cfg, args.exp_root)))
             continue
-        resumable = None if args.force else find_resumable(cfg, args.exp_root)
         if resumable is not None:
             decisions.append(Decision(index, cfg, 'resume', resumable))
             continue

@@ -256,3 +256,20 @@ def test_owner_record_names_the_slurm_task(monkeypatch):
     record = owner_record(run='x')
     assert record['slurm_job'] == '123_7' and record['pid'] == os.getpid() and record['run'] == 'x'
     assert '(Slurm job 123_7)' in describe_owner(record)
+
+
+def test_a_folder_queued_on_slurm_is_left_to_its_job(tmp_path, fake_engine, capsys, monkeypatch):
+    from semiseg.launch import claim, slurm
+    calls, _ = fake_engine
+    cfg = {**get_runs(0)[0], 'device': 'cpu'}
+    exp = tmp_path / 'exp'
+    queued = create_run_dir(cfg, exp)
+    (queued / 'slurm_job.json').write_text(json.dumps({'cluster': 'slurm', 'job_id': '77_1'}))
+    monkeypatch.setattr(claim.shutil, 'which', lambda tool: f'/usr/bin/{tool}')
+    monkeypatch.setattr(slurm, 'active_jobs', lambda dirs, runner=None: {Path(d): '77_1' for d in dirs})
+    assert local.launch_claimed(_selected([cfg]), exp, cuda_count=0) == 0
+    out = capsys.readouterr().out
+    assert 'is being trained by Slurm job 77_1 (queued or running)' in out and calls == []
+    monkeypatch.setattr(slurm, 'active_jobs', lambda dirs, runner=None: {})     # the job ended: resume here
+    assert local.launch_claimed(_selected([cfg]), exp, cuda_count=0) == 0
+    assert calls == [(cfg['name'], queued)]

@@ -48,6 +48,8 @@ def describe_owner(owner: dict | None) -> str:
     """'pid 12 on node3 (Slurm job 45_3) since 2026-...' for a lock's owner record."""
     if not owner:
         return 'another process'
+    if owner.get('pid') is None and owner.get('slurm_job'):
+        return f'Slurm job {owner["slurm_job"]} ({owner.get("state", "queued or running")})'
     job = f' (Slurm job {owner["slurm_job"]})' if owner.get('slurm_job') else ''
     return f'pid {owner.get("pid")} on {owner.get("host")}{job} (since {owner.get("started")})'
 

@@ -12,6 +12,7 @@ a repeat on purpose without waiting for anyone. The kernel drops the claim when 
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import yaml
 
 from semiseg.engine.runlock import OwnedLock, describe_owner, file_lock_holder, lock_holder
 
+from .job import read_job_record, slurm_job_id
 from .rundir import find_resumable, normalized_config
 
 CLAIM_DIR = '.claims'
@@ -60,16 +62,32 @@ def claim_holder(cfg: dict[str, Any], exp_root: Path) -> dict | None:
     return file_lock_holder(claim_path(cfg, exp_root))
 
 
-def who_trains(cfg: dict[str, Any], exp_root: Path) -> tuple[dict, Path | None] | None:
-    """(owner record, its folder) of a live process that launches or trains `cfg` now, else None:
-    the config's claim, or the run lock of its unfinished folder (a trainer started directly with
-    `python -m semiseg.engine.run` or by a Slurm job takes only that)."""
+def folder_trainer(run_dir: Path) -> dict | None:
+    """Who trains an unfinished folder without holding its config's claim: the holder of its run
+    lock (`python -m semiseg.engine.run`, a running Slurm task), or its Slurm job while queued."""
+    owner = lock_holder(run_dir)
+    if owner is not None:
+        return owner
+    job = slurm_job_id(read_job_record(run_dir))
+    if job and shutil.which('squeue'):
+        from .slurm import active_jobs
+        if active_jobs([run_dir]):
+            return {'slurm_job': job, 'state': 'queued or running'}
+    return None
+
+
+def who_trains(cfg: dict[str, Any], exp_root: Path, resumable: Path | None | str = 'find',
+               ) -> tuple[dict, Path | None] | None:
+    """(owner record, its folder) of a live process or Slurm job that launches or trains `cfg` now,
+    else None: the config's claim, else `folder_trainer` of its unfinished folder (`resumable`,
+    looked up unless the caller already did)."""
     owner = claim_holder(cfg, exp_root)
     if owner is not None:
         folder = owner.get('run_dir')
         return owner, Path(folder) if folder else None
-    resumable = find_resumable(cfg, exp_root)
-    owner = lock_holder(resumable) if resumable is not None else None
+    if resumable == 'find':
+        resumable = find_resumable(cfg, exp_root)
+    owner = folder_trainer(resumable) if resumable is not None else None
     return (owner, resumable) if owner is not None else None
 
 

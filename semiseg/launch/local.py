@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from semiseg.engine.options import option
-from semiseg.engine.runlock import lock_holder
 from semiseg.engine.signals import StopBeforeTraining, mark_interrupted, wait_forwarding_stops
 from semiseg.utils.cli import EXIT_INTERRUPTED
 from semiseg.utils.errors import failure_message
 
-from .claim import ConfigClaim, busy_line
+from .claim import ConfigClaim, busy_line, folder_trainer
 from .rundir import create_run_dir, find_finished, find_resumable
 
 log = logging.getLogger(__name__)
@@ -209,8 +208,8 @@ def _claimed_folder(index: int, cfg: dict[str, Any], exp_root: Path, force: bool
             return None
         resumable = find_resumable(cfg, exp_root)
         if resumable is not None:
-            owner = lock_holder(resumable)
-            if owner is not None:       # a trainer that took only the run lock (engine.run, a Slurm job)
+            owner = folder_trainer(resumable)
+            if owner is not None:       # a trainer that took only the run lock (engine.run), a Slurm job
                 print(busy_line(index, cfg, owner, resumable))
                 return None
             print(f'run {index}: resuming {resumable}')
