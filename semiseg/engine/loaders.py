@@ -148,10 +148,12 @@ def auto_workers(num_workers: int | str, loaders: int, cpus: int | None = None) 
     return max(1, min(MAX_AUTO_WORKERS, (cpus - 1) // max(1, loaders)))
 
 
-# One CPU core's milliseconds per sample at crop 512 (python -m semiseg.tools.bench_data, README "Speed"):
-# decode + geometry + collate, one weak image view (uint8 -> normalised), one strong view by kernel path.
-SAMPLE_BASE_MS, WEAK_VIEW_MS = 6.0, 2.0
-STRONG_VIEW_MS = {'release': 20.0, 'fast': 7.0, 'device': 0.5}
+# One idle CPU core's milliseconds per sample at crop 512, from python -m semiseg.tools.bench_data (README
+# "Speed"; measured on a loaded machine and scaled to the idle figures): decode + geometry +
+# collate by resize kernel, one weak image view (normalised here, or shipped as uint8), one strong view.
+SAMPLE_BASE_MS = {'release': 7.0, 'fast': 5.0}
+WEAK_VIEW_MS = {'release': 1.5, 'fast': 0.2, 'device': 0.2}
+STRONG_VIEW_MS = {'release': 17.0, 'fast': 6.0, 'device': 0.6}
 
 
 def sample_cost_ms(dataset: Dataset) -> float:
@@ -160,12 +162,12 @@ def sample_cost_ms(dataset: Dataset) -> float:
     views, aug = getattr(dataset, 'views', None), getattr(dataset, 'aug', None)
     if views is None or aug is None:
         return 1.0
-    kernel = 'device' if getattr(aug, 'photometric_device', False) else getattr(aug, 'augment', 'release')
+    geometry = getattr(aug, 'augment', 'release')
+    kernel = 'device' if getattr(aug, 'photometric_device', False) else geometry
     strong = sum(v in views for v in ('img_s1', 'img_s2', 'img_x_s'))
     weak = sum(v in views for v in ('img_w', 'img_x'))
     scale = (int(getattr(aug, 'crop_size', 512)) / 512) ** 2
-    return SAMPLE_BASE_MS + scale * (weak * (0.2 if kernel == 'device' else WEAK_VIEW_MS)
-                                     + strong * STRONG_VIEW_MS[kernel])
+    return SAMPLE_BASE_MS[geometry] + scale * (weak * WEAK_VIEW_MS[kernel] + strong * STRONG_VIEW_MS[kernel])
 
 
 def split_workers(num_workers: int | str, costs: list[float], cpus: int | None = None) -> list[int]:
