@@ -14,7 +14,7 @@ from PIL import Image, UnidentifiedImageError
 
 from semiseg.data.transforms import normalize, val_resize
 from semiseg.utils.cli import UsageError
-from semiseg.utils.textfiles import read_lines
+from semiseg.utils.textfiles import TextFileError, read_lines
 
 from ._common import one_line
 
@@ -45,7 +45,9 @@ def _folder_images(folder: Path, recursive: bool) -> list[Path]:
 def _list_file(path: Path) -> list[Item]:
     try:
         lines = read_lines(path, 'list file')   # UTF-8 with or without BOM, any line ending
-    except (OSError, ValueError) as err:
+    except TextFileError as err:   # names the file and the line already
+        raise UsageError(str(err)) from None
+    except OSError as err:
         raise UsageError(f'cannot read list file {path}: {one_line(err)}') from err
     items = []
     for line in lines:
