@@ -183,8 +183,9 @@ def _select(args: argparse.Namespace) -> Selection:
     else:
         indices = parse_run_spec(args.run, len(all_cfgs), args.exp)
     overrides = parse_cfg_options(args.cfg_options)
-    try:
-        cfgs = [with_overrides(all_cfgs[i], overrides, args.data_root) for i in indices]
+    try:   # --status / --results only read the configs: no copies of thousands of them
+        cfgs = [all_cfgs[i] if not overrides and (args.status or args.results) else
+                with_overrides(all_cfgs[i], overrides, args.data_root) for i in indices]
     except ValueError as e:   # a value out of range, an unusable custom dataset, ...
         raise UsageError(str(e)) from None
     gpus = args.ngpus or args.gpus_per_node
