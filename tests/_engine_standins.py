@@ -139,9 +139,6 @@ def build_model(cfg: dict) -> nn.Module:
 class StandinMethod:
     """Labeled CE + weak-to-strong consistency on the unlabeled and partner views."""
 
-    needs_unlabeled = True
-    needs_partner = True
-
     def __init__(self, cfg: dict, model: nn.Module) -> None:
         self.cfg, self.model = cfg, model
 

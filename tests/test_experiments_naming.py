@@ -57,7 +57,6 @@ def test_default_name():
     ({'fp_rate': 0.3}, '-plev-fpr03_'),
     ({'maskclip_consistency_lambda': 0.1}, '-plev-mcc01_'),
     ({'mcc_conf_thresh': 0.8, 'mcc_loss_reduce': 'mean_valid'}, '-plevc08-mv_'),
-    ({'maskclip_class_filter': 2}, '-plev-cf2_'),
     ({'renorm_clip_img': True}, '-plev-rnci_'),
     ({'criterion': 'OHEM', 'criterion_u': 'CELoss'}, '-plev-oh-uce_'),
     ({'opt': 'original', 'lr': 0.001}, '_org-1e-03_'),

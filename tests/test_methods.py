@@ -141,8 +141,8 @@ def test_step_losses_finite_and_backprop(name):
     result.total().backward()
     for p in model.parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0
-    assert method.needs_unlabeled == (name != 'supervised')
-    assert method.needs_partner == (name != 'supervised')
+    assert method.info.uses_unlabeled == (name != 'supervised')
+    assert method.info.uses_partner == (name != 'supervised')
 
 
 def test_weights_of_each_method():

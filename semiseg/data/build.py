@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from semiseg.data.datasets import dataset_info
+from semiseg.data.datasets import dataset_info, ensure_generated
 from semiseg.data.errors import DataError
 from semiseg.data.semi_dataset import AugConfig, SemiDataset
 from semiseg.data.splits import check_overlaps, missing_split_hint, read_split, split_files
@@ -62,9 +62,7 @@ def build_datasets(cfg: dict, method: MethodInfo) -> TrainData:
     """
     name = cfg['dataset']
     root = dataset_dir(cfg)
-    if name == 'toy':
-        from semiseg.data.toy import ensure_toy_dataset
-        ensure_toy_dataset(root)  # the dataset is fixed; the run seed only drives augmentation
+    ensure_generated(name, root)  # a generated dataset (toy) is fixed; the run seed only drives augmentation
     info = dataset_info(name, root)
     if 'nclass' in cfg and int(cfg['nclass']) != info.nclass:
         raise DataError(f'config says nclass={cfg["nclass"]} but dataset {name!r} has '

@@ -52,6 +52,9 @@ class DatasetInfo:
     prompt_names: tuple[str, ...] = ()       # CLIP prompt strings when they differ from class_names
     concepts: Mapping[int, list[list[str]]] = field(default_factory=dict, repr=False, compare=False)
     builtin: bool = True                     # False: read from a folder's classes.txt
+    lr_multi: int = 10                       # non-backbone lr factor when a run sets none (UniMatch configs)
+    val_size: tuple[int, int] | None = None  # (h, w) of its validation images when all share one (bench)
+    generator: str = ''                      # 'module:function' making the dataset in its folder (toy)
 
     def __post_init__(self) -> None:
         if not self.text_prefix:
@@ -82,7 +85,7 @@ DATASETS: dict[str, DatasetInfo] = {d.name: d for d in (
                 concepts={4: defs.PASCAL_CONCEPTS_4}),
     DatasetInfo('cityscapes', 'cityscapes', tuple(defs.CITYSCAPES_CLASS_NAMES), cityscapes_palette(),
                 abbrev='cs', splits=('1_30', '1_16', '1_8', '1_4', '1_2'),
-                concepts={3: defs.CITYSCAPES_CONCEPTS_3}),
+                concepts={3: defs.CITYSCAPES_CONCEPTS_3}, lr_multi=1, val_size=(1024, 2048)),
     DatasetInfo('coco', 'coco', tuple(defs.COCO_CLASS_NAMES), generated_palette(81, 'coco'),
                 splits=('1_512', '1_256', '1_128', '1_64', '1_32')),
     DatasetInfo('ade', 'ADEChallengeData2016', tuple(n.strip() for n in defs.ADE_CLASS_NAMES),
@@ -92,8 +95,20 @@ DATASETS: dict[str, DatasetInfo] = {d.name: d for d in (
     DatasetInfo('ade20k', 'ade20k', tuple(n.strip() for n in defs.ADE_CLASS_NAMES),   # UniMatch V2's preparation:
                 generated_palette(150, 'ade'), text_prefix='ade',                       # ids 0..149, no shift
                 splits=('1_64', '1_32', '1_16', '1_8', '1_4', '1_2'), prompt_names=tuple(defs.ADE_CLASS_NAMES)),
-    DatasetInfo('toy', 'toy', TOY_CLASSES, voc_palette(), splits=('16',)),
+    DatasetInfo('toy', 'toy', TOY_CLASSES, voc_palette(), splits=('16',),
+                generator='semiseg.data.toy:ensure_toy_dataset'),
 )}
+
+
+def ensure_generated(name: str, root: Path | str) -> bool:
+    """Make a generated dataset (its entry's `generator`) in `root` if needed; False for the others."""
+    info = DATASETS.get(name)
+    if info is None or not info.generator:
+        return False
+    import importlib
+    module, function = info.generator.split(':')
+    getattr(importlib.import_module(module), function)(Path(root).expanduser())
+    return True
 
 
 def dataset_names() -> list[str]:

@@ -26,7 +26,11 @@ logger = logging.getLogger(__name__)
 LATEST = 'latest.pth'
 BEST = 'best.pth'
 MIN_FREE_BYTES = 1 << 20   # below this, a failed write is taken for a full disk
-CHECKPOINT_KEYS = ('model', 'optimizer', 'scheduler', 'scaler', 'epoch', 'iteration', 'best_miou', 'rng', 'config')
+# every key of a training checkpoint, in the order written (semiseg.engine.hooks.checkpoint builds them;
+# checkpoints of earlier versions may also hold 'scaler': None, which nothing reads)
+CHECKPOINT_KEYS = ('model', 'optimizer', 'scheduler', 'epoch', 'iteration', 'rng', 'config', 'total_iters',
+                   'best_miou', 'last_eval_epoch', 'last_eval', 'best_per_class_iou', 'extra_evals', 'elapsed_s',
+                   'method')
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:

@@ -4,7 +4,8 @@
 The release's grid has rows Image / Pred / GT-PL (and MC with MaskCLIP consistency) and columns
 L, S1, S2, FP. Visual tensors: img_* (B,3,H,W) = ImageNet-normalised images, other (B,C,H,W)
 floats = logits (argmax shown), (B,H,W) = label maps (dataset palette colours).
-Keys the release layout does not know are drawn in a generic 4-column grid instead.
+A method may declare its own grid (`Method.visual_layout`, rows of visual keys); keys its layout
+does not know are drawn in a generic 4-column grid instead.
 """
 from __future__ import annotations
 
@@ -26,11 +27,9 @@ TITLES = {
     'pred_x': 'Pred L', 'pred_s1': 'Pred S1', 'pred_s2': 'Pred S2', 'pred_fp': 'Pred FP',
     'mask_x': 'GT L', 'pl_s1': 'PL S1', 'pl_s2': 'PL S2', 'pl_fp': 'PL FP',
     'mcc_s1': 'MC S1', 'mcc_s2': 'MC S2', 'mcc_fp': 'MC FP',
+    'img_u': 'Image U', 'pred_u': 'Pred U', 'pl_u': 'PL U',
 }
-# (visual key, title) per cell, from the methods' VISUAL_LAYOUT; None = empty cell.
-RELEASE_LAYOUT: list[list[tuple[str, str] | None]] = [
-    [(k, TITLES.get(k, k)) if k else None for k in row] for row in VISUAL_LAYOUT]
-LAYOUT_KEYS = {cell[0] for row in RELEASE_LAYOUT for cell in row if cell is not None}
+Layout = tuple[tuple[str, ...], ...]
 
 
 def is_image_key(key: str, value: torch.Tensor) -> bool:
@@ -54,11 +53,11 @@ def to_rgb(key: str, value: torch.Tensor, b: int, palette: Sequence[Sequence[int
                      f'logits (B,C,H,W) nor a label map (B,H,W)')
 
 
-def grid_for(visuals: dict[str, torch.Tensor]) -> list[list[tuple[str, str] | None]]:
-    """The release layout when it covers every key (empty rows and columns dropped), else a
-    4-column grid in insertion order."""
-    if set(visuals) <= LAYOUT_KEYS:
-        grid = [[c if c is not None and c[0] in visuals else None for c in row] for row in RELEASE_LAYOUT]
+def grid_for(visuals: dict[str, torch.Tensor], layout: Layout = VISUAL_LAYOUT) -> list[list[tuple[str, str] | None]]:
+    """(key, title) cells of `layout` (default: the release's) when it covers every key (empty rows
+    and columns dropped), else a 4-column grid in insertion order."""
+    if set(visuals) <= {k for row in layout for k in row if k}:
+        grid = [[(k, TITLES.get(k, k)) if k in visuals else None for k in row] for row in layout]
         grid = [row for row in grid if any(row)]
         keep = [j for j in range(len(grid[0])) if any(row[j] for row in grid)]
         return [[row[j] for j in keep] for row in grid]
@@ -67,9 +66,10 @@ def grid_for(visuals: dict[str, torch.Tensor]) -> list[list[tuple[str, str] | No
     return [cells[i:i + 4] for i in range(0, len(cells), 4)]
 
 
-def render_panel(visuals: dict[str, torch.Tensor], b: int, palette: Sequence[Sequence[int]]) -> np.ndarray:
+def render_panel(visuals: dict[str, torch.Tensor], b: int, palette: Sequence[Sequence[int]],
+                 layout: Layout = VISUAL_LAYOUT) -> np.ndarray:
     """Draw sample b's panel; returns the figure as an (H,W,3) uint8 array."""
-    grid = grid_for(visuals)
+    grid = grid_for(visuals, layout)
     rows, cols = len(grid), max(len(r) for r in grid)
     fig, axes = plt.subplots(rows, cols, figsize=(2 * cols, 2 * rows), squeeze=False)
     try:
@@ -91,7 +91,8 @@ def render_panel(visuals: dict[str, torch.Tensor], b: int, palette: Sequence[Seq
 
 
 def save_panels(visuals: dict[str, torch.Tensor], out_dir: Path, iteration: int, rank: int,
-                palette: Sequence[Sequence[int]], max_images: int) -> list[tuple[Path, np.ndarray]]:
+                palette: Sequence[Sequence[int]], max_images: int,
+                layout: Layout = VISUAL_LAYOUT) -> list[tuple[Path, np.ndarray]]:
     """Write `debug/{iteration:07d}_{rank}-{b}.png` for the first `max_images` samples."""
     if not visuals:
         return []
@@ -100,7 +101,7 @@ def save_panels(visuals: dict[str, torch.Tensor], out_dir: Path, iteration: int,
     n = min(max_images, next(iter(visuals.values())).shape[0])
     written = []
     for b in range(n):
-        image = render_panel(visuals, b, palette)
+        image = render_panel(visuals, b, palette, layout)
         path = out_dir / f'{iteration:07d}_{rank}-{b}.png'
         plt.imsave(path, image)
         written.append((path, image))

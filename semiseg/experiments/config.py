@@ -23,7 +23,7 @@ from semiseg.methods.registry import METHODS, method_info
 from semiseg.utils.labels import IGNORE_INDEX, MAX_CLASSES, UNLABELED_PAD
 from semiseg.utils.names import model_stem
 
-from .naming import CLASS_FILTERS, override_suffix, run_name
+from .naming import override_suffix, run_name
 from .overrides import Override, apply_overrides
 from .params import RunParams, default_lr_multi
 
@@ -138,12 +138,8 @@ def build_config(p: RunParams, data_root: str | None = None) -> dict[str, Any]:
     cfg['clip_encoder'] = p.clip_encoder if lam != 0 else None
     cfg['mcc_conf_thresh'] = p.mcc_conf_thresh
     cfg['mcc_loss_reduce'] = p.mcc_loss_reduce
-    if p.maskclip_class_filter is not None and p.maskclip_class_filter not in CLASS_FILTERS:
-        raise ValueError(f'unknown maskclip_class_filter {p.maskclip_class_filter!r}; '
-                         f'choices: None, {", ".join(map(str, CLASS_FILTERS))}')
-    if is_vision_language(p.model):   # the release writes it for every one of its (VLM) models
-        model_args['maskclip_class_filter'] = (None if p.maskclip_class_filter is None
-                                               else list(CLASS_FILTERS[p.maskclip_class_filter]))
+    if is_vision_language(p.model):   # the release writes it (always None: its model asserts so) for its VLMs
+        model_args['maskclip_class_filter'] = None
     if p.renorm_clip_img:
         model_args['renorm_clip_img'] = True
     if p.mcc_fix_resize_pos and lam != 0 and p.crop_size != 512:  # only matters then

@@ -8,15 +8,16 @@ name is a function of the config, a config changed by `--cfg-options` is renamed
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from typing import Any
 
 from semiseg.data.datasets import DATASETS
 from semiseg.engine.options import RUNTIME_OPTIONS
-from semiseg.methods.registry import method_info
+from semiseg.methods.registry import METHODS, method_info
 
-from .params import default_lr_multi
+from .params import RunParams, default_lr_multi
 
 TEXT_ABBREV = {
     'conceptavg_single': 'cavgs',
@@ -34,8 +35,6 @@ CRITERION_ABBREV = {'CELoss': 'ce', 'OHEM': 'oh'}
 CRITERION_U_ABBREV = {'CELoss': 'ce'}
 EVAL_ABBREV = {'original': 'or', 'sliding_window': 'sw', 'zegclip_sliding_window': 'zsw', 'center_crop': 'cc',
                'shifted_sliding_window': 'ssw'}
-# maskclip_class_filter presets (the release's numbered class lists)
-CLASS_FILTERS: dict[int, list[int]] = {1: [9, 18], 2: list(range(1, 21))}
 # applied in this order to the assembled name
 FINAL_REPLACEMENTS = (
     ('.0_', ''), ('.0-', ''), ('.', ''),
@@ -43,21 +42,16 @@ FINAL_REPLACEMENTS = (
     ('[', ''), (']', ''), ('(', ''), (')', ''),
     (',', 'j'), (' ', ''),
 )
-# method-specific keys (MethodInfo.config_keys): (name piece, the default it is left out at)
-METHOD_KEY_PIECES = {
-    'warmup_epoch': ('-we', 5),
-    'ignore_unlabeled_padding': ('-rpad', True),   # shown when padding is trained on, as released
-    'ema_decay': ('-ema', 0.996),
-    'lock_backbone': ('-lb', False),
-}
-# config keys whose value the name shows exactly; any other changed key gets a hash suffix
-EXACT_KEYS = frozenset({
+# the defaults a name piece is left out at: RunParams's, the one home of every default
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunParams) if f.default is not dataclasses.MISSING}
+# config keys whose value the name shows exactly (plus the methods' exact NamePieces); any other
+# changed key gets a hash suffix
+EXACT_KEYS = frozenset({p.key for m in METHODS.values() for p in m.name_pieces if p.exact}) | frozenset({
     'dataset', 'split', 'img_scale', 'scale_ratio_range', 'crop_size', 'labeled_photometric_distortion',
     'model', 'text_embedding_variant', 'mcc_text', 'pl_text', 'method', 'use_fp', 'conf_mode',
     'conf_thresh', 'disable_dropout', 'pleval', 'fp_rate', 'maskclip_consistency_lambda', 'mcc_conf_thresh',
     'mcc_loss_reduce', 'criterion', 'criterion.name', 'criterion_u', 'n_gpus', 'n_nodes', 'batch_size',
-    'epochs', 'eval_mode', 'name', 'epoch_over', 'warmup_epoch', 'ignore_unlabeled_padding', 'lock_backbone',
-    'eval_size_multiple', 'lr_multi',
+    'epochs', 'eval_mode', 'name', 'epoch_over', 'eval_size_multiple', 'lr_multi',
 })
 # keys that say where the data is or how the run is executed, not what is trained
 NOT_IN_NAME = frozenset({'data_root', 'version', 'exp', 'gpu_model', 'nccl_p2p_disable'}) | RUNTIME_OPTIONS
@@ -89,25 +83,15 @@ def _optimizer_pieces(cfg: dict[str, Any]) -> str:
         return f'_org-{cfg["lr"]:.0e}' + (f'-lm{cfg["lr_multi"]}' if cfg['lr_multi'] != usual else '')
     keys = (opt.get('paramwise_cfg') or {}).get('custom_keys') or {}
     out = f'_adamw-{opt["lr"]:.0e}'
-    backbone = (keys.get('backbone') or {}).get('lr_mult', 10.0)
-    if backbone != 10.0:
+    backbone = (keys.get('backbone') or {}).get('lr_mult', DEFAULTS['backbone_lr_mult'])
+    if backbone != DEFAULTS['backbone_lr_mult']:
         out += f'-b{backbone}'
-    conv = (keys.get('conv_encoder') or {}).get('lr_mult', 1.0)
-    if conv != 1.0:
+    conv = (keys.get('conv_encoder') or {}).get('lr_mult', DEFAULTS['conv_enc_lr_mult'])
+    if conv != DEFAULTS['conv_enc_lr_mult']:
         out += f'-cl{conv}'
     if 'decode_head' in keys:     # UniMatch V2's two groups: the head at lr * lr_multi
         out += f'-hm{keys["decode_head"]["lr_mult"]}'
     return out
-
-
-def _class_filter_preset(model_args: dict[str, Any]) -> int | None:
-    classes = model_args.get('maskclip_class_filter')
-    if classes is None:
-        return None
-    for preset, listed in CLASS_FILTERS.items():
-        if list(classes) == listed:
-            return preset
-    raise KeyError(f'maskclip_class_filter {classes} is not a preset; choices: {CLASS_FILTERS}')
 
 
 def raw_name(cfg: dict[str, Any]) -> str:
@@ -117,14 +101,14 @@ def raw_name(cfg: dict[str, Any]) -> str:
     if cfg.get('img_scale') is not None:
         parts.append(f'-{cfg["img_scale"]}')
     lo, hi = cfg['scale_ratio_range']
-    if (lo, hi) != (0.5, 2.0):
+    if (lo, hi) != tuple(DEFAULTS['scale_ratio_range']):
         parts.append(f'-s{lo}-{hi}')
     parts.append(f'-{cfg["crop_size"]}')
     if cfg.get('labeled_photometric_distortion'):
         parts.append('-phd')
     parts.append('_' + cfg['model'].replace('mmseg.', '').replace('zegclip', 'zcl'))
-    variant = cfg.get('text_embedding_variant', 'single')
-    if variant != 'single':
+    variant = cfg.get('text_embedding_variant', DEFAULTS['text_embedding_variant'])
+    if variant != DEFAULTS['text_embedding_variant']:
         parts.append('-t' + _lookup(TEXT_ABBREV, variant, 'text_embedding_variant'))
     for key, tag in (('mcc_text', '-mt'), ('pl_text', '-pt')):
         if cfg.get(key, variant) != variant:
@@ -141,42 +125,40 @@ def raw_name(cfg: dict[str, Any]) -> str:
         parts.append(f'-{cfg["conf_thresh"]}')
     if cfg.get('epoch_over') == 'unlabeled':
         parts.append('-eqit')   # a labeled-only run with as many iterations as the semi-supervised ones
-    for key in method.config_keys:
-        piece, default = METHOD_KEY_PIECES[key]
+    for key, piece, _ in method.name_pieces:
+        default = DEFAULTS[key]
         if cfg[key] != default:
             parts.append(piece if isinstance(default, bool) else f'{piece}{cfg[key]}')
     if cfg.get('disable_dropout'):
         parts.append('-disdrop')
     if 'pleval' in keys and cfg['pleval']:
         parts.append('-plev')
-    if cfg.get('fp_rate', 0.5) != 0.5:
+    if cfg.get('fp_rate', DEFAULTS['fp_rate']) != DEFAULTS['fp_rate']:
         parts.append(f'-fpr{cfg["fp_rate"]}')
     lam = cfg.get('maskclip_consistency_lambda', 0)
     if lam != 0:
         parts.append(f'-mcc{lam}')
-    if cfg.get('mcc_conf_thresh', 0.75) != 0.75:
+    if cfg.get('mcc_conf_thresh', DEFAULTS['mcc_conf_thresh']) != DEFAULTS['mcc_conf_thresh']:
         parts.append(f'c{cfg["mcc_conf_thresh"]}')
-    parts.append(_lookup(MCC_REDUCE_ABBREV, cfg.get('mcc_loss_reduce', 'mean'), 'mcc_loss_reduce'))
+    parts.append(_lookup(MCC_REDUCE_ABBREV, cfg.get('mcc_loss_reduce', DEFAULTS['mcc_loss_reduce']), 'mcc_loss_reduce'))
     model_args = cfg.get('model_args') or {}
-    preset = _class_filter_preset(model_args)
-    if preset is not None:
-        parts.append(f'-cf{preset}')
     if model_args.get('renorm_clip_img'):
         parts.append('-rnci')
     if cfg.get('mcc_fix_resize_pos'):
         parts.append('-frp')
     criterion = cfg['criterion']['name'] if isinstance(cfg['criterion'], dict) else cfg['criterion']
-    if criterion != 'mmseg':
+    if criterion != DEFAULTS['criterion']:
         parts.append('-' + _lookup(CRITERION_ABBREV, criterion, 'criterion'))
-    if cfg.get('criterion_u', 'mmseg') != 'mmseg':
+    if cfg.get('criterion_u', DEFAULTS['criterion_u']) != DEFAULTS['criterion_u']:
         parts.append('-u' + _lookup(CRITERION_U_ABBREV, cfg['criterion_u'], 'criterion_u'))
 
     parts.append(_optimizer_pieces(cfg))
     if cfg.get('warmup_iters', 0) > 0:
         parts.append(f'-w{humanize(cfg["warmup_iters"])}')
-    if (cfg['n_nodes'], cfg['n_gpus'], cfg['batch_size']) != (1, 4, 2):
+    world = ('n_nodes', 'n_gpus', 'batch_size')
+    if tuple(cfg[k] for k in world) != tuple(DEFAULTS[k] for k in world):
         parts.append(f'_{cfg["n_nodes"]}x{cfg["n_gpus"]}x{cfg["batch_size"]}')
-    if cfg.get('epochs') is not None and cfg['epochs'] != 80:
+    if cfg.get('epochs') is not None and cfg['epochs'] != DEFAULTS['epochs']:
         parts.append(f'-ep{humanize(cfg["epochs"])}')
     if cfg.get('iters') is not None:
         parts.append(f'-i{humanize(cfg["iters"])}')

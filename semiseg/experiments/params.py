@@ -10,13 +10,15 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from semiseg.data.datasets import DATASETS, DatasetInfo
 from semiseg.engine.options import ENGINE_OPTIONS
 
 
 def default_lr_multi(dataset: str) -> int:
-    """The non-backbone learning-rate factor when a run sets none: 1 on Cityscapes, 10 elsewhere
-    (LiheYoung/UniMatch `configs/*.yaml`, `lr_multi`)."""
-    return 1 if dataset == 'cityscapes' else 10
+    """The non-backbone learning-rate factor when a run sets none: the dataset entry's `lr_multi`
+    (1 on Cityscapes, 10 elsewhere: LiheYoung/UniMatch `configs/*.yaml`); 10 for custom datasets."""
+    info = DATASETS.get(dataset)
+    return info.lr_multi if info else DatasetInfo.lr_multi
 
 @dataclass(frozen=True)
 class RunParams:
@@ -58,7 +60,6 @@ class RunParams:
     disable_dropout: bool = True                       # no dropout in the training forwards
     fp_rate: float = 0.5                               # feature-perturbation dropout rate
     maskclip_consistency_lambda: float | list[float] = 0  # MCC weight, scalar or [start, end]
-    maskclip_class_filter: int | None = None           # class-filter preset (1 or 2)
     mcc_conf_thresh: float = 0.75                      # MaskCLIP guidance confidence threshold
     mcc_loss_reduce: str = 'mean'                      # mean, mean_valid, mean_all
     mcc_fix_resize_pos: bool = False                   # fixed pos-embed resize for crop != 512

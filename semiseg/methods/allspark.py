@@ -28,6 +28,8 @@ class AllSpark(Method):
     """The AllSpark step on a model whose decode head is `AllSparkHead`."""
 
     name = 'allspark'
+    # debug panel: labeled and unlabeled columns (no strong views, no feature perturbation)
+    visual_layout = (('img_x', 'img_u'), ('pred_x', 'pred_u'), ('mask_x', 'pl_u'))
 
     def __init__(self, cfg: dict, model: nn.Module):
         super().__init__(cfg, model)
@@ -70,7 +72,7 @@ class AllSpark(Method):
                  'mean_conf': conf_u.mean().detach()}
         visuals = {}
         if ctx.want_visuals:
-            visuals = keep_visuals({'img_x': img_x, 'img_w': img_u, 'pred_x': pred_x.argmax(1),
-                                    'pred_fp': pred_u.argmax(1), 'mask_x': batch['mask_x'],
-                                    'pl_fp': target_u}, ctx.max_visuals)
+            visuals = keep_visuals({'img_x': img_x, 'img_u': img_u, 'pred_x': pred_x.argmax(1),
+                                    'pred_u': pred_u.argmax(1), 'mask_x': batch['mask_x'],
+                                    'pl_u': target_u}, ctx.max_visuals)
         return StepResult(losses, {'loss_x': 0.5, 'loss_u': 0.5}, stats, visuals)

@@ -61,21 +61,12 @@ class Method(abc.ABC):
     """Base class: holds the config, the (possibly DDP-wrapped) model and the registry entry."""
 
     name: str = ''
+    visual_layout: tuple[tuple[str, ...], ...] = VISUAL_LAYOUT   # its debug panel's grid of visual keys
 
     def __init__(self, cfg: dict, model: nn.Module):
         self.cfg = cfg
         self.model = model
         self.info: MethodInfo = method_info(self.name)
-
-    @property
-    def needs_unlabeled(self) -> bool:
-        """Whether batches carry unlabeled views (img_w, img_s1, ...)."""
-        return self.info.uses_unlabeled
-
-    @property
-    def needs_partner(self) -> bool:
-        """Whether batches carry the CutMix partner views (img_w_o, img_s1_o, ...)."""
-        return self.info.uses_partner
 
     def check_batch(self, batch: dict) -> None:
         """Raise a clear error when the batch lacks a view the registry promised."""

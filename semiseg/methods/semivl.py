@@ -12,10 +12,9 @@ import torch
 from torch import nn
 
 from semiseg.utils.labels import IGNORE_INDEX
-from semiseg.utils.modules import unwrap
 
 from .base import StepContext, StepResult
-from .losses import MCC_REDUCTIONS, mcc_enabled, mcc_lambda, mcc_loss
+from .maskclip_consistency import MaskClipConsistency
 from .mixing import cutmix
 from .unimatch import LOSS_WEIGHTS, UniMatch
 
@@ -29,30 +28,16 @@ class SemiVL(UniMatch):
 
     def __init__(self, cfg: dict, model: nn.Module):
         super().__init__(cfg, model)
-        self.lam = cfg['maskclip_consistency_lambda']
-        self.use_mcc = mcc_enabled(self.lam)
-        self.mcc_conf_thresh = float(cfg['mcc_conf_thresh'])
-        self.mcc_reduce = cfg['mcc_loss_reduce']
-        if self.mcc_reduce not in MCC_REDUCTIONS:
-            raise ValueError(f'unknown mcc_loss_reduce {self.mcc_reduce!r}; valid: '
-                             f'{", ".join(MCC_REDUCTIONS)}')
-        if self.use_mcc and not getattr(unwrap(model), 'has_guidance', False):
-            raise ValueError('maskclip_consistency_lambda is nonzero but the model has no MaskCLIP '
-                             'guidance encoder; set clip_encoder in the config or lambda to 0')
+        self.mcc = MaskClipConsistency(cfg, model)
 
-    @torch.no_grad()
     def guidance(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """Guidance labels (mclip, mclip_o) of the weak views, 255 where padded."""
-        n = batch['img_w'].shape[0]
-        labels = unwrap(self.model).guidance_labels(
-            torch.cat((batch['img_w'], batch['img_w_o'])), self.mcc_conf_thresh)
-        mclip, mclip_o = labels[:n], labels[n:]
-        mclip = mclip.masked_fill(batch['ignore'] == IGNORE_INDEX, IGNORE_INDEX)
-        mclip_o = mclip_o.masked_fill(batch['ignore_o'] == IGNORE_INDEX, IGNORE_INDEX)
-        return mclip, mclip_o
+        """Guidance labels (mclip, mclip_o) of the weak views in one call, 255 where padded."""
+        labels = self.mcc.labels(torch.cat((batch['img_w'], batch['img_w_o'])),
+                                 torch.cat((batch['ignore'], batch['ignore_o'])))
+        return labels.chunk(2)
 
     def step(self, batch: dict, ctx: StepContext) -> StepResult:
-        if not self.use_mcc:
+        if not self.mcc.enabled:
             return super().step(batch, ctx)
         self.check_batch(batch)
         mclip, mclip_o = self.guidance(batch)
@@ -60,13 +45,12 @@ class SemiVL(UniMatch):
         losses, mixed = self.unimatch_losses(batch, f)
         mc1 = cutmix(mclip, mclip_o, batch['box1'])
         mc2 = cutmix(mclip, mclip_o, batch['box2'])
-        losses['loss_mc_s1'] = mcc_loss(f.pred_s1, mc1, self.mcc_reduce, mixed['ign1'])
-        losses['loss_mc_s2'] = mcc_loss(f.pred_s2, mc2, self.mcc_reduce, mixed['ign2'])
-        losses['loss_mc_fp'] = mcc_loss(f.pred_w_fp, mclip, self.mcc_reduce, batch['ignore'])
+        losses['loss_mc_s1'] = self.mcc.loss(f.pred_s1, mc1, mixed['ign1'])
+        losses['loss_mc_s2'] = self.mcc.loss(f.pred_s2, mc2, mixed['ign2'])
+        losses['loss_mc_fp'] = self.mcc.loss(f.pred_w_fp, mclip, batch['ignore'])
 
-        lam = mcc_lambda(self.lam, ctx.iteration, ctx.total_iters)
-        weights = dict(LOSS_WEIGHTS)
-        weights.update({k: lam * w for k, w in MCC_WEIGHTS.items()})
+        mcc_weights, lam = self.mcc.weights(MCC_WEIGHTS, ctx.iteration, ctx.total_iters)
+        weights = {**LOSS_WEIGHTS, **mcc_weights}
         valid = batch['ignore'] != IGNORE_INDEX
         stats = {
             'mask_ratio': self.mask_ratio(f.conf_w, batch['ignore']),

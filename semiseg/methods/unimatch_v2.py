@@ -7,8 +7,8 @@ LiheYoung/UniMatch-V2 `unimatch_v2.py`, one iteration:
 3. student: pred_x = model(x_l); pred_s1, pred_s2 = model(cat(s1, s2), comp_drop=True);
 4. L_x = criterion(pred_x, y); L_sk = sum(CE * [conf_k >= tau] * valid_k) / #valid_k;
    L = (L_x + (L_s1 + L_s2) / 2) / 2;
-5. after the optimizer step: teacher <- lam * teacher + (1 - lam) * student with
-   lam = min(1 - 1 / (it + 1), ema_decay) over every parameter (float buffers likewise; integer
+5. after the optimizer step: teacher <- r * teacher + (1 - r) * student with
+   r = ema_ratio = min(1 - 1 / (it + 1), ema_decay) over every parameter (float buffers likewise; integer
    buffers such as BatchNorm's step counter are copied, not averaged).
 The teacher is saved in the checkpoint (`method.teacher`) and evaluated next to the student.
 
@@ -23,7 +23,6 @@ import copy
 import torch
 from torch import nn
 
-from semiseg.utils.labels import IGNORE_INDEX
 from semiseg.utils.modules import unwrap
 
 from .base import Method, StepContext, StepResult, keep_visuals
@@ -32,11 +31,9 @@ from .losses import (
     confidence_weighted_loss,
     confident_fraction,
     head_loss,
-    mcc_enabled,
-    mcc_lambda,
-    mcc_loss,
     unsupervised_ce_map,
 )
+from .maskclip_consistency import MaskClipConsistency
 from .mixing import cutmix, pseudo_label
 
 LOSS_WEIGHTS = {'loss_x': 0.5, 'loss_s1': 0.25, 'loss_s2': 0.25}
@@ -68,13 +65,7 @@ class UniMatchV2(Method):
         self.conf_thresh = float(cfg['conf_thresh'])
         self.ema_decay = float(cfg['ema_decay'])
         self.teacher = ema_copy(unwrap(model))
-        self.lam = cfg.get('maskclip_consistency_lambda', 0)
-        self.use_mcc = mcc_enabled(self.lam)
-        if self.use_mcc and not getattr(unwrap(model), 'has_guidance', False):
-            raise ValueError('maskclip_consistency_lambda is nonzero but the model has no MaskCLIP guidance '
-                             'encoder; use a vision-language model with clip_encoder, or lambda 0')
-        self.mcc_conf_thresh = float(cfg.get('mcc_conf_thresh', 0.75)) if self.use_mcc else None
-        self.mcc_reduce = cfg.get('mcc_loss_reduce', 'mean')
+        self.mcc = MaskClipConsistency(cfg, model)
 
     def step(self, batch: dict, ctx: StepContext) -> StepResult:
         self.check_batch(batch)
@@ -100,16 +91,14 @@ class UniMatchV2(Method):
         weights = dict(LOSS_WEIGHTS)
         stats = {'mask_ratio': confident_fraction(conf, batch['ignore'], self.conf_thresh).detach()}
         extra_visuals = {}
-        if self.use_mcc:
-            guidance = unwrap(self.model).guidance_labels(batch['img_w'], self.mcc_conf_thresh)
-            guidance = guidance.masked_fill(batch['ignore'] == IGNORE_INDEX, IGNORE_INDEX)
+        if self.mcc.enabled:
+            guidance = self.mcc.labels(batch['img_w'], batch['ignore'])
             for k, pred in (('1', pred_s1), ('2', pred_s2)):
                 target = in_batch_cutmix(guidance, batch[f'box{k}'])
-                losses[f'loss_mc_s{k}'] = mcc_loss(pred, target, self.mcc_reduce, mixed[f'ign{k}'])
+                losses[f'loss_mc_s{k}'] = self.mcc.loss(pred, target, mixed[f'ign{k}'])
                 extra_visuals[f'mcc_s{k}'] = target
-            lam = mcc_lambda(self.lam, ctx.iteration, ctx.total_iters)
-            weights.update({k: lam * w for k, w in MCC_WEIGHTS.items()})
-            stats['mcc_lambda'] = lam
+            mcc_weights, stats['mcc_lambda'] = self.mcc.weights(MCC_WEIGHTS, ctx.iteration, ctx.total_iters)
+            weights.update(mcc_weights)
         visuals = {}
         if ctx.want_visuals:
             visuals = keep_visuals({
@@ -121,14 +110,14 @@ class UniMatchV2(Method):
 
     @torch.no_grad()
     def after_step(self, ctx: StepContext) -> None:
-        """EMA update with lam = min(1 - 1 / (it + 1), ema_decay) (0 at it 0: a copy of the student)."""
-        lam = min(1.0 - 1.0 / (ctx.iteration + 1), self.ema_decay)
+        """EMA update with ema_ratio = min(1 - 1 / (it + 1), ema_decay) (0 at it 0: a copy of the student)."""
+        ema_ratio = min(1.0 - 1.0 / (ctx.iteration + 1), self.ema_decay)
         student = unwrap(self.model)
         pairs = [(t, s) for t, s in zip(self.teacher.parameters(), student.parameters()) if t is not s]
         pairs += [(t, s) for t, s in zip(self.teacher.buffers(), student.buffers()) if t.is_floating_point()]
         teacher = [t for t, _ in pairs]
-        torch._foreach_mul_(teacher, lam)           # one kernel per group of tensors, not two per tensor
-        torch._foreach_add_(teacher, [s.detach() for _, s in pairs], alpha=1.0 - lam)
+        torch._foreach_mul_(teacher, ema_ratio)           # one kernel per group of tensors, not two per tensor
+        torch._foreach_add_(teacher, [s.detach() for _, s in pairs], alpha=1.0 - ema_ratio)
         for t, s in zip(self.teacher.buffers(), student.buffers()):
             if not t.is_floating_point():
                 t.copy_(s)

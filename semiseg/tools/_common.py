@@ -60,9 +60,8 @@ def read_run_config(path: Path) -> dict[str, Any]:
 def prepare_dataset_files(cfg: dict[str, Any]) -> None:
     """Make the files a model build reads from the dataset folder available: the toy dataset (exp 0)
     is generated on demand, with its text embedding."""
-    if cfg['dataset'] == 'toy':
-        from semiseg.data.toy import ensure_toy_dataset
-        ensure_toy_dataset(dataset_dir(cfg))
+    from semiseg.data.datasets import ensure_generated
+    ensure_generated(cfg['dataset'], dataset_dir(cfg))
 
 
 def load_run_model(cfg: dict[str, Any], checkpoint: Path, device: torch.device,

@@ -359,8 +359,10 @@ def eval_image_size(cfg: dict) -> tuple[int, int]:
     if scale:
         short = int(min(scale))
         return short, int(math.ceil(short * 4 / 3))
-    if cfg.get('dataset') == 'cityscapes':
-        return 1024, 2048
+    from semiseg.data.datasets import DATASETS
+    info = DATASETS.get(cfg.get('dataset'))
+    if info is not None and info.val_size:
+        return info.val_size
     crop = int(cfg['crop_size'])
     return crop, int(math.ceil(crop * 4 / 3))
 

@@ -52,11 +52,10 @@ class CheckpointHook(HookBase):
     def state(self) -> dict[str, Any]:
         """The checkpoint (keys: semiseg.engine.checkpoint.CHECKPOINT_KEYS)."""
         t = self.trainer
-        return {
+        state = {
             'model': unwrap(t.model).state_dict(),
             'optimizer': t.optimizer.state_dict(),
             'scheduler': t.scheduler.state_dict(),
-            'scaler': None,                        # bf16 autocast needs no loss scaler
             'epoch': t.iteration // t.plan.iters_per_epoch,
             'iteration': t.iteration,
             'rng': ckpt.capture_rng(),
@@ -66,6 +65,7 @@ class CheckpointHook(HookBase):
             'elapsed_s': t.elapsed(),
             'method': t.method.state_dict(),
         }
+        return {k: state[k] for k in ckpt.CHECKPOINT_KEYS}
 
     def restore(self, state: dict, path: Path) -> None:
         """Continue from `state` (read from `path`): the same iteration, optimizer, schedule, RNG,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from semiseg.engine.debug_panels import save_panels
 from semiseg.engine.options import option
+from semiseg.methods.base import VISUAL_LAYOUT
 from semiseg.utils.run_files import DEBUG_DIR
 
 from .base import HookBase, StepOutcome
@@ -20,6 +21,7 @@ class DebugPanelHook(HookBase):
         if not (wants_visuals(t.cfg, step.index, t.dist.is_main) and step.result.visuals):
             return
         written = save_panels(step.result.visuals, t.run_dir / DEBUG_DIR, step.iteration, t.dist.rank, t.palette,
-                              int(option(t.cfg, 'max_debug_images')))
+                              int(option(t.cfg, 'max_debug_images')),
+                              getattr(t.method, 'visual_layout', VISUAL_LAYOUT))
         for b, (_, image) in enumerate(written):
             t.tb.image(f'debug/panel_{b}', image, step.iteration)
