@@ -6,7 +6,8 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
 
-from semiseg.evaluation import IoUAccumulator, build_eval_loader, evaluate
+from semiseg.engine.loaders import build_eval_loader
+from semiseg.evaluation import IoUAccumulator, evaluate
 
 NCLASS = 3
 

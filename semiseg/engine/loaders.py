@@ -121,6 +121,17 @@ def batch_to_device(batch: dict, device: torch.device, cfg: dict | None = None) 
     return finish_batch(batch, device)
 
 
+def build_eval_loader(dataset: Dataset, distributed: bool | None = None,
+                      num_workers: int = 0) -> DataLoader:
+    """Batch-1 val loader; distributed (default: when torch.distributed is initialised) it
+    splits the dataset over ranks without duplicating any sample."""
+    if distributed is None:
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    from semiseg.evaluation.sampler import DistributedEvalSampler
+    sampler = DistributedEvalSampler(dataset) if distributed else None
+    return make_loader(dataset, 1, num_workers, torch.cuda.is_available(), shuffle=False, sampler=sampler)
+
+
 def process_cpus() -> int:
     """CPUs this process may use: its affinity (Slurm binds each task to its own), shared with the
     other processes of the node when torchrun started them all under one affinity."""

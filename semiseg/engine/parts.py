@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 from semiseg.data.build import build_datasets
 from semiseg.data.datasets import dataset_info
+from semiseg.engine.loaders import build_eval_loader
 from semiseg.engine.optim import build_optimizer
 from semiseg.engine.schedule import build_scheduler
-from semiseg.evaluation import build_eval_loader, evaluate
+from semiseg.evaluation import evaluate
 from semiseg.methods import build_method, method_info
 from semiseg.models.builder import build_segmentor
 

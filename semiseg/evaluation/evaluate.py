@@ -6,31 +6,17 @@ import logging
 from collections.abc import Callable
 
 import torch
-import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from semiseg.engine.loaders import make_loader
-from semiseg.engine.options import option
 from semiseg.utils.imaging import center_crop
 from semiseg.utils.modules import unwrap
 
 from .metrics import IoUAccumulator
-from .sampler import DistributedEvalSampler
 
 logger = logging.getLogger(__name__)
 
 STRIDED_MODES = ('zegclip_sliding_window', 'padded_sliding_window')
-
-
-def build_eval_loader(dataset: Dataset, distributed: bool | None = None,
-                      num_workers: int = 0) -> DataLoader:
-    """Batch-1 val loader; distributed (default: when torch.distributed is initialised) it
-    splits the dataset over ranks without duplicating any sample."""
-    if distributed is None:
-        distributed = dist.is_available() and dist.is_initialized()
-    sampler = DistributedEvalSampler(dataset) if distributed else None
-    return make_loader(dataset, 1, num_workers, torch.cuda.is_available(), shuffle=False, sampler=sampler)
 
 
 def _default_predict() -> Callable:
@@ -79,7 +65,7 @@ def evaluate(model: nn.Module, loader: DataLoader, cfg: dict,
             img, mask = item['img'].to(device), item['mask'].to(device)
             logits = predict(net, img, mode, cfg['crop_size'], stride=stride,
                              out_size=tuple(mask.shape[-2:]), size_multiple=cfg.get('eval_size_multiple'),
-                             max_batch=option(cfg, 'eval_max_windows') or None)
+                             max_batch=cfg.get('eval_max_windows') or None)   # engine option; 0/unset: all
             if mode == 'center_crop':
                 mask = center_crop(mask, cfg['crop_size'])
             if tuple(logits.shape[-2:]) != tuple(mask.shape[-2:]):

@@ -25,7 +25,8 @@ from semiseg.data.datasets import dataset_info
 from semiseg.data.semi_dataset import AugConfig, SemiDataset
 from semiseg.data.splits import missing_split_hint, read_split, split_files
 from semiseg.engine.distributed import resolve_device
-from semiseg.evaluation import build_eval_loader, evaluate
+from semiseg.engine.loaders import build_eval_loader
+from semiseg.evaluation import evaluate
 from semiseg.evaluation.inference import predict
 from semiseg.utils.cli import EXIT_USAGE, OneLineParser, UsageError, check_output_dir, output_dir
 
