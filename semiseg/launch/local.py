@@ -87,7 +87,7 @@ def plan_local(cfg: dict[str, Any], ngpus: int | None, cuda_count: int) -> Local
         return LocalPlan('in-process', 1)
     if wanted > cuda_count:
         raise LaunchError(f'run {cfg.get("name")} wants {wanted} GPUs but only {cuda_count} are visible; '
-                          f'pass --ngpus {cuda_count} (or fewer)')
+                          f'pass --ngpus {cuda_count} (or fewer, or --ngpus auto)')
     return LocalPlan('torchrun', wanted)
 
 
