@@ -2,5 +2,8 @@
 
 Modules: `labels` (ignore / padding ids), `imaging` (normalisation constants, palettes,
 colouring), `files` (atomic writes), `modules` (DDP unwrapping), `pos_embed` (position-embedding
-resampling), `timefmt` (durations).
+resampling), `timefmt` (durations), `textfiles` (UTF-8 text with or without BOM, any line ending),
+`safe_yaml` (every YAML/JSON read, with size, alias and depth limits), `cli` (exit codes, the
+one-line argument parser, usage errors, output-path checks), `checkpoint_io` (safe checkpoint
+reads that say what a wrong file is), `errors` (one-line failure messages).
 """
