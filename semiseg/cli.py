@@ -23,7 +23,7 @@ from semiseg.experiments.io import generated_config_dir, load_config, save_exper
 from semiseg.experiments.overrides import OverrideError, parse_cfg_options
 from semiseg.experiments.registry import UnknownExperiment, experiment_dirs_added
 from semiseg.experiments.selection import SPEC_HELP, RunSpecError, parse_run_spec
-from semiseg.launch.claim import busy_line, who_trains
+from semiseg.launch.claim import SubmissionLock, busy_line, who_trains
 from semiseg.launch.local import LaunchError
 from semiseg.launch.options import SlurmOptions, SlurmOptionsError
 from semiseg.launch.rundir import CONFIG_FILE, find_finished, find_resumable, run_dir_path, unfinished_with_other_config
@@ -434,6 +434,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(str(e)) from None
         return 0
     slurm = _slurm_options(args) if args.launcher in ('slurm', 'debug') else None
+    if slurm is not None and not args.dry_run:   # one submitter per experiment; held until run() returns
+        submitting = SubmissionLock(args.exp_root, sel.exp_id)  # noqa: F841
     decisions = _decide(sel, args)
     cuda, plans = _local_plans(decisions, args.ngpus) if slurm is None else (0, {})
     changed = [c for i, c in zip(sel.indices, sel.cfgs) if c != sel.all_cfgs[i]]

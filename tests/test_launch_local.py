@@ -273,3 +273,20 @@ def test_a_folder_queued_on_slurm_is_left_to_its_job(tmp_path, fake_engine, caps
     monkeypatch.setattr(slurm, 'active_jobs', lambda dirs, runner=None: {})     # the job ended: resume here
     assert local.launch_claimed(_selected([cfg]), exp, cuda_count=0) == 0
     assert calls == [(cfg['name'], queued)]
+
+
+def test_one_slurm_submitter_per_experiment_at_a_time(tmp_path, capsys):
+    from semiseg.launch.claim import SubmissionLock
+    exp = tmp_path / 'exp'
+    holder = _hold(f'from semiseg.launch.claim import SubmissionLock; s = SubmissionLock({str(exp)!r}, 0)')
+    try:
+        with pytest.raises(TimeoutError, match=f'submission of pid {holder.pid} on .* to experiment 0'):
+            SubmissionLock(exp, 0, timeout_s=0.5)
+        assert f'waiting for the Slurm submission of pid {holder.pid}' in capsys.readouterr().out
+        SubmissionLock(exp, 1, timeout_s=0.5).release()             # another experiment is not held up
+    finally:
+        holder.kill()
+        holder.wait()
+    first = SubmissionLock(exp, 0, timeout_s=0.5)
+    del first                                                        # dropped: released
+    SubmissionLock(exp, 0, timeout_s=0.5).release()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +97,32 @@ def busy_line(index: int, cfg: dict[str, Any], owner: dict, folder: Path | None)
     where = f' in {folder}' if folder else ''
     return (f'run {index} ({cfg.get("name", "?")}): is being trained by {describe_owner(owner)}{where}; '
             'moving on (--force starts a repeat on purpose)')
+
+
+class SubmissionLock:
+    """One Slurm submitter per experiment at a time: `exp_root/.claims/exp-E/submit.lock`.
+
+    Taken before the run folders are looked at and held until this object is released or dropped
+    (CPython closes it when the CLI's `run()` returns), so a second `--launcher slurm` of the same
+    sweep waits, then finds the first one's folders queued and leaves them to their jobs.
+    """
+
+    def __init__(self, exp_root: Path, exp_id: int, timeout_s: float = 600.0) -> None:
+        path = Path(exp_root) / CLAIM_DIR / f'exp-{exp_id}' / 'submit.lock'
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = OwnedLock(path)
+        deadline, said = time.monotonic() + timeout_s, False
+        while (owner := self._lock.try_acquire(submitting=f'exp-{exp_id}')) is not None:
+            if not said:
+                print(f'waiting for the Slurm submission of {describe_owner(owner)} to experiment {exp_id}')
+                said = True
+            if time.monotonic() > deadline:
+                raise TimeoutError(f'the Slurm submission of {describe_owner(owner)} to experiment {exp_id} has '
+                                   f'taken over {timeout_s:.0f} s; wait for it or stop it, then submit again')
+            time.sleep(0.2)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __del__(self) -> None:
+        self.release()
