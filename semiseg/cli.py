@@ -312,7 +312,8 @@ def _print_sbatch(decisions: list[Decision], slurm: SlurmOptions, cluster: str) 
     from semiseg.launch.slurm import SlurmError, dry_run_text
     try:
         todo = [d for d in decisions if d.action in ('new', 'resume')]
-        print(dry_run_text([(d.cfg, d.run_dir) for d in todo], slurm, cluster, labels=[str(d.index) for d in todo]))
+        labels = [f'{d.index}' + (f's{d.cfg["seed"]}' if d.cfg.get('seed') else '') for d in todo]   # 0, 0s1, ...
+        print(dry_run_text([(d.cfg, d.run_dir) for d in todo], slurm, cluster, labels=labels))
     except SlurmError as e:
         raise UsageError(str(e)) from None
 
