@@ -189,6 +189,8 @@ def _select(args: argparse.Namespace) -> Selection:
     except ValueError as e:   # a value out of range, an unusable custom dataset, ...
         raise UsageError(str(e)) from None
     gpus = args.ngpus or args.gpus_per_node
+    if (gpus or args.nodes) and args.launcher == 'local' and not (args.status or args.results):
+        _check_local_world(cfgs, gpus, args.nodes)   # refuse before the note on the global batch
     if gpus or args.nodes:    # the batch size is per GPU: say what this does to the global batch
         for k, cfg in enumerate(cfgs):
             cfgs[k], warning = with_world(cfg, gpus, args.nodes)
@@ -197,6 +199,18 @@ def _select(args: argparse.Namespace) -> Selection:
     if args.seeds is not None:
         indices, cfgs = _with_seeds(indices, cfgs, parse_seeds(args.seeds))
     return Selection(args.exp, all_cfgs, indices, cfgs)
+
+
+def _check_local_world(cfgs: list[dict[str, Any]], gpus: int | None, nodes: int | None) -> None:
+    """LaunchError when this machine cannot run --ngpus / --nodes (launch/local.py `check_local_hardware`)."""
+    from semiseg.launch.local import check_local_hardware, visible_gpus
+    cuda = visible_gpus(cfgs)
+    for cfg in cfgs:
+        wanted = gpus or int(cfg.get('n_gpus') or 1)
+        check_local_hardware({**cfg, 'n_nodes': nodes or cfg.get('n_nodes') or 1}, wanted, cuda)
+        if wanted > 1 and wanted > cuda:
+            raise LaunchError(f'run {cfg["name"]} wants {wanted} GPUs but only {cuda} are visible; '
+                              f'pass --ngpus {cuda} (or fewer, or --ngpus auto)')
 
 
 def parse_seeds(text: str) -> list[int]:
