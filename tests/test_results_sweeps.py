@@ -94,3 +94,13 @@ def test_sweep_results_and_status_through_the_cli(sweep, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[2].startswith('4 ') and 'finished' in lines[2] and lines[3].startswith('7 ') and \
         'interrupted' in lines[3]
+
+
+def test_tensorboard_hparams_hold_the_swept_values_and_the_seed(sweep):
+    """Every run's HParams entry (written when it finishes) can be filtered by swept value and seed."""
+    from semiseg.engine.tensorboard import run_hparams
+    cfgs, _ = sweep
+    first, fifth = run_hparams(cfgs[0]), run_hparams(cfgs[4])
+    assert (first['seed'], first['sweep.optimizer.lr'], first['optimizer.lr']) == (0, 0.01, 0.01)
+    assert (fifth['seed'], fifth['sweep.optimizer.lr']) == (1, 0.02) and 'sweep.conf_thresh' not in fifth
+    assert run_hparams(cfgs[7])['sweep.conf_thresh'] == 0.5 and run_hparams(cfgs[7])['seed'] == 1
