@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from semiseg.utils.checkpoint_io import CheckpointError, read_checkpoint
-from semiseg.utils.modules import unwrap
+from semiseg.utils.modules import inner_state_dict, strip_prefixes, unwrap
 
 __all__ = ['CheckpointError', 'extract_state_dict', 'load_checkpoint', 'load_state_dict_checked']
 
@@ -51,18 +51,14 @@ def extract_state_dict(obj: Any, source: str = 'checkpoint', weights: str = 'mod
         obj = _ema_weights(obj, source)
     if isinstance(obj, nn.Module):
         obj = obj.state_dict()
-    if isinstance(obj, Mapping):
-        for key in ('model', 'state_dict'):
-            if key in obj and isinstance(obj[key], Mapping):
-                obj = obj[key]
-                break
+    obj = inner_state_dict(obj, ('model', 'state_dict'))
     if not isinstance(obj, Mapping) or not obj or \
             not all(isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items()):
         kind = type(obj).__name__
         keys = list(obj)[:5] if isinstance(obj, Mapping) else []
         raise CheckpointError(f'{source} holds no state dict ({kind} with keys {keys}); expected '
                               "{'model': state_dict, ...} or a plain {name: tensor} dict")
-    return {(k[len('module.'):] if k.startswith('module.') else k): v for k, v in obj.items()}
+    return strip_prefixes(obj, ('module.',))
 
 
 def _summary(keys: list[str], what: str) -> str:

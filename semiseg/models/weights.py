@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from semiseg.utils.files import atomic_torch_save
+from semiseg.utils.modules import inner_state_dict, strip_prefixes
 from semiseg.utils.pos_embed import resize_pos_embed
 
 logger = logging.getLogger(__name__)
@@ -67,19 +68,10 @@ def _unwrap(obj: object, path: str) -> dict[str, torch.Tensor]:
     """Return the tensor dict inside a loaded checkpoint object."""
     if isinstance(obj, torch.jit.ScriptModule):
         obj = obj.state_dict()
-    if isinstance(obj, Mapping):
-        for key in ('state_dict', 'model'):
-            if key in obj and isinstance(obj[key], Mapping):
-                obj = obj[key]
-                break
+    obj = inner_state_dict(obj, ('state_dict', 'model'))
     if not isinstance(obj, Mapping) or not obj:
         raise WeightsError(f'{path}: no state dict found (got {type(obj).__name__}). {HOW_TO_PROVIDE}')
-    out = {}
-    for k, v in obj.items():
-        if not torch.is_tensor(v):
-            continue  # OpenAI archives carry ints such as input_resolution
-        out[k[len('module.'):] if k.startswith('module.') else k] = v
-    return out
+    return strip_prefixes(obj, ('module.',), tensors_only=True)   # OpenAI archives carry ints (input_resolution)
 
 
 def _is_torchscript(path: str) -> bool:

@@ -18,6 +18,7 @@ from torch import nn
 
 from semiseg.models.weights import WeightsError
 from semiseg.utils.checkpoint_io import CheckpointError, read_checkpoint
+from semiseg.utils.modules import inner_state_dict, strip_prefixes
 
 logger = logging.getLogger(__name__)
 
@@ -35,22 +36,10 @@ def read_state_dict(path: str | os.PathLike, how_to_provide: str = '') -> dict[s
         obj = read_checkpoint(path)
     except CheckpointError as err:
         raise WeightsError(f'{err}. {how_to_provide}'.strip()) from err
-    if isinstance(obj, Mapping):
-        for key in _WRAPPERS:
-            if isinstance(obj.get(key), Mapping):
-                obj = obj[key]
-                break
+    obj = inner_state_dict(obj, _WRAPPERS)
     if not isinstance(obj, Mapping) or not any(torch.is_tensor(v) for v in obj.values()):
         raise WeightsError(f'{path} holds no state dict (got {type(obj).__name__}). {how_to_provide}'.strip())
-    out = {}
-    for key, value in obj.items():
-        if not torch.is_tensor(value):
-            continue
-        for prefix in _PREFIXES:
-            if key.startswith(prefix):
-                key = key[len(prefix):]
-        out[key] = value
-    return out
+    return strip_prefixes(obj, _PREFIXES, tensors_only=True)
 
 
 def _listing(keys: list[str], limit: int = 8) -> str:
