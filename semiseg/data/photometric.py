@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageFilter
+from torchvision.transforms import ColorJitter
 from torchvision.transforms import functional as TF
 
 JITTER = (0.5, 0.5, 0.5, 0.25)           # brightness, contrast, saturation, hue of the release
@@ -63,18 +64,13 @@ def draw_strong_params() -> StrongParams:
     order, b, c, s, h = (0, 1, 2, 3), 1.0, 1.0, 1.0, 0.0
     if jitter:   # ColorJitter.get_params: randperm(4), then one uniform per factor (torch)
         b_, c_, s_, h_ = JITTER
-        perm, b, c, s, h = _jitter_get_params([1 - b_, 1 + b_], [1 - c_, 1 + c_], [1 - s_, 1 + s_], [-h_, h_])
+        perm, b, c, s, h = ColorJitter.get_params([1 - b_, 1 + b_], [1 - c_, 1 + c_], [1 - s_, 1 + s_], [-h_, h_])
         order = tuple(int(i) for i in perm)
     gray = bool(torch.rand(1) < P_GRAY)          # RandomGrayscale.forward
     sigma = None
     if random.random() < P_BLUR:                 # transform.py `blur`
         sigma = float(np.random.uniform(*SIGMA_RANGE))
     return StrongParams(jitter, order, b, c, s, h, gray, sigma)
-
-
-def _jitter_get_params(*ranges):
-    from torchvision.transforms import ColorJitter
-    return ColorJitter.get_params(*ranges)
 
 
 # ----------------------------------------------------------------------------- release kernels

@@ -16,7 +16,7 @@ import random
 import cv2
 import numpy as np
 import torch
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from semiseg.data.photometric import apply_strong_release, draw_strong_params
 from semiseg.utils.imaging import IMAGENET_MEAN, IMAGENET_STD
@@ -120,14 +120,6 @@ def photometric_distortion(img: np.ndarray) -> np.ndarray:
     bgr = np.ascontiguousarray(img[:, :, ::-1])
     out = PhotoMetricDistortion().transform({'img': bgr})['img']
     return np.ascontiguousarray(out[:, :, ::-1])
-
-
-def blur(img: Image.Image, p: float = 0.5) -> Image.Image:
-    """Gaussian blur with probability p, radius sigma ~ U(0.1, 2.0)."""
-    if random.random() < p:
-        sigma = np.random.uniform(0.1, 2.0)
-        img = img.filter(ImageFilter.GaussianBlur(radius=sigma))
-    return img
 
 
 def strong_view(img: Image.Image) -> Image.Image:
