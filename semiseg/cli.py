@@ -403,7 +403,10 @@ def _launch(decisions: list[Decision], args: argparse.Namespace, slurm: SlurmOpt
             raise UsageError(str(e)) from None
         from semiseg.launch.runindex import scan_run_folders
         for exp_id in sorted({int(d.cfg['exp']) for d in todo}):   # a sweep's configs into the folder index
-            scan_run_folders(args.exp_root, exp_id)                  # now, so --status need not parse them
+            try:                                                     # now, so --status need not parse them
+                scan_run_folders(args.exp_root, exp_id)
+            except OSError as err:   # submitted all the same; --status parses them later
+                log.warning('could not index the run folders of experiment %d (%s)', exp_id, err)
     return 0
 
 
