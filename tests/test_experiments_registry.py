@@ -15,7 +15,7 @@ from semiseg.experiments.registry import UnknownExperiment, get_experiment
 def test_experiment_ids_and_counts():
     counts = {e.exp_id: len(e.runs) for e in list_experiments()}
     assert counts == {0: 7, 1: 30, 30: 5, 31: 8, 32: 5, 33: 3, 40: 5, 41: 12, 42: 5, 43: 5, 44: 5, 50: 5, 51: 4, 52: 4,
-                      53: 4, 60: 15, 61: 8, 62: 10, 63: 15, 64: 19, 65: 5}
+                      53: 4, 60: 15, 61: 8, 62: 10, 63: 15, 64: 19, 65: 5, 66: 19}
     assert all(e.description and '\n' not in e.description for e in list_experiments())
 
 
@@ -25,7 +25,7 @@ def test_unknown_experiment_lists_valid_ids():
 
 
 @pytest.mark.parametrize('exp_id', [0, 1, 30, 31, 32, 33, 40, 41, 42, 43, 44, 50, 51, 52, 53, 60, 61, 62, 63, 64,
-                                    65])
+                                    65, 66])
 def test_names_unique_and_configs_dump_safely(exp_id):
     cfgs = get_runs(exp_id)
     assert len({c['name'] for c in cfgs}) == len(cfgs)

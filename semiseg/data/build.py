@@ -86,6 +86,8 @@ def build_datasets(cfg: dict, method: MethodInfo) -> TrainData:
         partner = SemiDataset(root, unlabeled_entries, 'train_u', aug, views=method.partner_views,
                               check_first=0)
     nsample = len(unlabeled_entries) if unlabeled_entries is not None else None
+    if nsample is None and len(labeled) < int(cfg.get('labeled_samples') or 0):
+        nsample = int(cfg['labeled_samples'])   # UniMatch-V2 supervised.py: short lists repeated to a fixed length
     train_l = SemiDataset(root, labeled, 'train_l', aug, nsample=nsample, views=method.labeled_views)
     logger.info('data %s split %s: %d labeled (%d per epoch), %s unlabeled, %d val', name, cfg['split'],
                 len(labeled), len(train_l), len(unlabeled) if unlabeled is not None else 'no', len(val))

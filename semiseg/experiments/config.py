@@ -129,6 +129,11 @@ def build_config(p: RunParams, data_root: str | None = None) -> dict[str, Any]:
     before, after = method_block(p.method)
     for key in before:
         cfg[key] = getattr(p, key)
+    if p.labeled_samples is not None:
+        if method_info(p.method).uses_unlabeled:
+            raise ValueError(f'labeled_samples is for labeled-only methods; method {p.method} iterates over '
+                             'the unlabeled list: remove labeled_samples')
+        cfg['labeled_samples'] = int(p.labeled_samples)
     cfg['disable_dropout'] = p.disable_dropout
     for key in after:
         cfg[key] = getattr(p, key)

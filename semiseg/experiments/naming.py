@@ -51,7 +51,7 @@ EXACT_KEYS = frozenset({p.key for m in METHODS.values() for p in m.name_pieces i
     'model', 'text_embedding_variant', 'mcc_text', 'pl_text', 'method', 'use_fp', 'conf_mode',
     'conf_thresh', 'disable_dropout', 'pleval', 'fp_rate', 'maskclip_consistency_lambda', 'mcc_conf_thresh',
     'mcc_loss_reduce', 'criterion', 'criterion.name', 'criterion_u', 'n_gpus', 'n_nodes', 'batch_size',
-    'epochs', 'eval_mode', 'name', 'epoch_over', 'eval_size_multiple', 'lr_multi',
+    'epochs', 'eval_mode', 'name', 'epoch_over', 'labeled_samples', 'eval_size_multiple', 'lr_multi',
 })
 # keys that say where the data is or how the run is executed, not what is trained
 NOT_IN_NAME = frozenset({'data_root', 'version', 'exp', 'gpu_model', 'nccl_p2p_disable'}) | RUNTIME_OPTIONS
@@ -125,6 +125,8 @@ def raw_name(cfg: dict[str, Any]) -> str:
         parts.append(f'-{cfg["conf_thresh"]}')
     if cfg.get('epoch_over') == 'unlabeled':
         parts.append('-eqit')   # a labeled-only run with as many iterations as the semi-supervised ones
+    if cfg.get('labeled_samples'):
+        parts.append(f'-ls{cfg["labeled_samples"]}')   # the labeled list repeated to this length
     for key, piece, _ in method.name_pieces:
         default = DEFAULTS[key]
         if cfg[key] != default:

@@ -53,6 +53,8 @@ class RunParams:
     method: str = 'semivl'                             # a name of semiseg.methods.registry.METHODS
     epoch_over: str = 'labeled'                        # labeled-only methods: an epoch is a pass over the
                                                        # labeled list (release) or the unlabeled one
+    labeled_samples: int | None = None                 # labeled-only: the labeled list repeated to this many
+                                                       # samples per epoch when shorter (UniMatch V2 supervised.py)
     use_fp: bool = True                                # UniMatch feature perturbation
     conf_mode: str = 'pixelwise'                       # pixelwise, pixelratio, pixelavg
     conf_thresh: float = 0.95                          # pseudo-label confidence threshold

@@ -30,6 +30,15 @@ def _with_large(splits: tuple[str, ...], **settings: Any) -> tuple[dict[str, Any
     return _runs(splits, **settings) + _runs(splits, encoders=('mmseg.dpt-dinov2l',), **settings)
 
 
+def _supervised(splits: tuple[str, ...], per_gpu: int, labeled_samples: int,
+                **settings: Any) -> tuple[dict[str, Any], ...]:
+    """LiheYoung/UniMatch-V2 `supervised.py` on the DINOv2-B runs: labeled data only, the per-GPU batch
+    doubled, the labeled list repeated to `labeled_samples` per epoch when it is shorter."""
+    return _runs(splits, encoders=('mmseg.dpt-dinov2b',), **{**settings, 'method': 'supervised',
+                                                            'batch_size': per_gpu,
+                                                            'labeled_samples': labeled_samples})
+
+
 CITYSCAPES = {'dataset': 'cityscapes', 'crop_size': 798, 'epochs': 180, 'batch_size': 2, 'criterion': 'OHEM',
               'eval_mode': 'shifted_sliding_window', 'eval_size_multiple': None}
 
@@ -52,4 +61,10 @@ EXPERIMENTS = [
          'conf_thresh': 0.95, 'maskclip_consistency_lambda': [0.1, 0], 'mcc_conf_thresh': 0.9,
          'mcc_loss_reduce': 'mean_all', 'mcc_text': 'concept4_single'}
         for split in ('92', '183', '366', '732', '1464'))),
+    # the release's labeled-only baseline (supervised.py): batch x2, short labeled lists repeated, no EMA
+    Experiment(66, 'UniMatch V2 baseline: labeled only (supervised.py), DINOv2-B, VOC / Cityscapes / COCO / ADE20K',
+               _supervised(('92', '183', '366', '732', '1464'), 8, 3000, epochs=60)
+               + _supervised(('1_16', '1_8', '1_4', '1_2'), 4, 3000, **CITYSCAPES)
+               + _supervised(('1_512', '1_256', '1_128', '1_64', '1_32'), 8, 30000, dataset='coco', epochs=20)
+               + _supervised(('1_64', '1_32', '1_16', '1_8', '1_4'), 4, 6000, dataset='ade20k', epochs=60)),
 ]
