@@ -130,3 +130,18 @@ def test_ops_match_pil_for_fixed_parameters():
     gray = dp.luma(x)
     for k, a in enumerate(arrs):
         assert np.array_equal(gray[k, 0].numpy().astype(np.uint8), np.asarray(Image.fromarray(a).convert('L')))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+def test_finish_batch_on_cuda_matches_cpu():
+    random.seed(3), np.random.seed(3), torch.manual_seed(3)
+    rng = np.random.default_rng(3)
+    imgs = torch.stack([torch.from_numpy(_image(rng, 64, 64)).permute(2, 0, 1).contiguous() for _ in range(6)])
+    batch = {'img_w': imgs, 'img_s1': imgs.clone(),
+             'photo_img_s1': torch.stack([ph.draw_strong_params().to_vector() for _ in range(6)])}
+    cpu = batch_to_device(batch, torch.device('cpu'))
+    gpu = batch_to_device(batch, torch.device('cuda'))
+    assert set(gpu) == {'img_w', 'img_s1'} and gpu['img_s1'].is_cuda
+    assert torch.allclose(gpu['img_w'].cpu(), cpu['img_w'], rtol=0, atol=1e-6)   # CUDA may divide by a reciprocal
+    diff = ((gpu['img_s1'].cpu() - cpu['img_s1']) * STD * 255).abs()
+    assert diff.mean() < 0.05 and diff.max() <= 2
