@@ -185,14 +185,14 @@ def format_report(result: dict) -> str:
     lines = []
     batch, steps = result['batch'], result['step_times']
     for crop, paths in result['crops'].items():
-        lines.append(f'crop {crop}: ms per sample (samples/s/core), one thread, median of {result["repeats"]} '
+        lines.append(f'crop {crop}: ms per sample (share of the total), one thread, median of {result["repeats"]} '
                      f'repeats over {result["samples"]} generated 500x375 samples')
         lines.append('| path | view set | decode | geometric | photometric | collate | total | samples/s/core |'
                      ' device ops (this CPU) |')
         lines.append('| --- | --- | --: | --: | --: | --: | --: | --: | --: |')
         for path, streams in paths.items():
             for name, ms in streams.items():
-                cells = [f'{ms[s]:.1f}' if s in ms else '' for s in STAGES]
+                cells = [f'{ms[s]:.1f} ({100 * ms[s] / ms["total"]:.0f}%)' if s in ms else '' for s in STAGES]
                 dev = f'{ms["device_ops"]:.1f}' if 'device_ops' in ms else ''
                 lines.append(f'| {path} | {name} | {" | ".join(cells)} | {ms["total"]:.1f} | '
                              f'{1e3 / ms["total"]:.1f} | {dev} |')
