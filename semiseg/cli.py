@@ -314,9 +314,9 @@ def _prepare_data(cfgs: list[dict[str, Any]]) -> None:
     """Before any folder exists: generate the toy dataset (idempotent), then take a cheap look at
     each run's data (class list, split lists, the first files, the first samples' label ids)."""
     from semiseg.data.build import check_data
-    from semiseg.data.toy import ensure_toy_dataset
-    for root in sorted({c['data_root'] for c in cfgs if c['dataset'] == 'toy'}):
-        ensure_toy_dataset(Path(root).expanduser())
+    from semiseg.data.datasets import ensure_generated
+    for name, root in sorted({(c['dataset'], c['data_root']) for c in cfgs}):
+        ensure_generated(name, root)          # generated datasets (toy) are made on first use
     for cfg in cfgs:
         check_data(cfg, method_info(cfg['method']))
 

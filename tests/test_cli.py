@@ -26,7 +26,7 @@ def _cli(args, cwd, env_extra=None):
 
 
 ERRORS = [
-    (['--exp', '99', '--run', '0'], 'unknown experiment 99; valid: 0, 1, 30, 31, 32, 40'),
+    (['--exp', '99', '--run', '0'], 'unknown experiment 99; valid: 0, 1, 30, 31, 32, 33, 40'),
     (['--exp', '40', '--run', '5'], 'run 5 out of range: experiment 40 has 5 runs (valid: 0-4 or all)'),
     (['--exp', '40', '--run', '1-x'], "malformed run spec '1-x'"),
     (['--exp', '40', '--run', '0', '--cfg-options', 'epochs'], "malformed --cfg-options item 'epochs'"),
@@ -83,7 +83,7 @@ def test_list(tmp_path):
     assert res.returncode == 0
     lines = res.stdout.splitlines()
     ids = [int(line.split()[0]) for line in lines]
-    assert ids == [0, 1, 30, 31, 32, 40, 41, 42, 43, 44, 50, 51, 52, 53, 60, 61, 62, 63, 65]
+    assert ids == [0, 1, 30, 31, 32, 33, 40, 41, 42, 43, 44, 50, 51, 52, 53, 60, 61, 62, 63, 64, 65, 66]
     assert '12 runs' in lines[ids.index(41)]
     res = _cli(['--exp', '44', '--list'], tmp_path)
     lines = res.stdout.splitlines()

@@ -17,14 +17,15 @@ import torch
 
 from semiseg.utils.checkpoint_io import CheckpointError, read_checkpoint
 from semiseg.utils.files import atomic_torch_save, is_temp_file
+from semiseg.utils.run_files import BEST_CHECKPOINT, LATEST_CHECKPOINT
 
 __all__ = ['BEST', 'CHECKPOINT_KEYS', 'LATEST', 'CheckpointError', 'capture_rng', 'read_training_checkpoint',
            'remove_stale_temporaries', 'restore_rng', 'save_checkpoint']
 
 logger = logging.getLogger(__name__)
 
-LATEST = 'latest.pth'
-BEST = 'best.pth'
+LATEST = LATEST_CHECKPOINT
+BEST = BEST_CHECKPOINT
 MIN_FREE_BYTES = 1 << 20   # below this, a failed write is taken for a full disk
 # every key of a training checkpoint, in the order written (semiseg.engine.hooks.checkpoint builds them;
 # checkpoints of earlier versions may also hold 'scaler': None, which nothing reads)

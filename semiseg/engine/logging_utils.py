@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from semiseg.utils.files import atomic_write_json
+from semiseg.utils.run_files import LOG_FILE, STATE_FILE
 
 LOG_FORMAT = '[%(asctime)s][%(levelname)s] %(message)s'
 PACKAGE_LOGGER = 'semiseg'
@@ -17,7 +18,7 @@ TRACEBACK_LOGGER = 'semiseg.traceback'
 logging.getLogger(TRACEBACK_LOGGER).propagate = False
 
 
-def attach_file_log(run_dir: Path, filename: str = 'train.log') -> logging.Handler:
+def attach_file_log(run_dir: Path, filename: str = LOG_FILE) -> logging.Handler:
     """Send every `semiseg.*` log record (INFO and up) to `run_dir/filename`, appending on resume.
 
     Returns the handler so the caller can detach it (`detach_log`) when training ends.
@@ -63,7 +64,7 @@ def write_state(run_dir: Path, state: str, **fields: Any) -> None:
         data['eta_s'] = round(float(data['eta_s']), 1)
     if data.get('elapsed_s') is not None:
         data['elapsed_s'] = round(float(data['elapsed_s']), 1)
-    atomic_write_json(Path(run_dir) / 'state.json', data)
+    atomic_write_json(Path(run_dir) / STATE_FILE, data)
 
 
 class MeanMeter:

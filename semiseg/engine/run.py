@@ -14,11 +14,12 @@ from pathlib import Path
 import yaml
 
 from semiseg.utils.cli import EXIT_ABORTED, EXIT_FAILED, EXIT_INTERRUPTED, OneLineParser
+from semiseg.utils.run_files import CONFIG_FILE
 
 
 def read_config(run_dir: Path) -> dict:
     """DIR/config.yaml as a dict, with a clear error when it is missing or malformed."""
-    path = run_dir / 'config.yaml'
+    path = run_dir / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f'{path} not found: --run-dir must be a run folder created by '
                                 f'experiments.py (it writes config.yaml)')

@@ -13,6 +13,8 @@ import signal
 import threading
 from collections.abc import Iterator
 
+from semiseg.utils.run_files import RESULTS_FILE, STATE_FILE
+
 logger = logging.getLogger(__name__)
 
 STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
@@ -138,9 +140,9 @@ def mark_interrupted(run_dir, reason: str) -> None:
     from semiseg.utils.files import atomic_write_json
     from semiseg.utils.safe_yaml import read_json
     run_dir = Path(run_dir)
-    if not run_dir.is_dir() or (run_dir / 'results.json').exists():
+    if not run_dir.is_dir() or (run_dir / RESULTS_FILE).exists():
         return
-    path = run_dir / 'state.json'
+    path = run_dir / STATE_FILE
     try:
         state = read_json(path) if path.is_file() else {}
     except (OSError, ValueError):

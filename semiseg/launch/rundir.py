@@ -14,12 +14,10 @@ from typing import Any
 import yaml
 
 from semiseg.experiments.io import load_config, write_config
+from semiseg.utils.run_files import CONFIG_FILE, RESULTS_FILE
 from semiseg.utils.safe_yaml import read_json
 
 log = logging.getLogger(__name__)
-
-CONFIG_FILE = 'config.yaml'
-RESULTS_FILE = 'results.json'
 
 
 def exp_dir(exp_root: Path, exp_id: int) -> Path:
