@@ -7,8 +7,9 @@ and one run folder per run with config.yaml, state.json and (finished runs) resu
 engine leaves them (tests/_run_folders.py), then times the two commands end to end, as a user
 types them (a fresh `python experiments.py` process each, so start-up and building the 2,000 run
 configs count):
-- cold: no folder index yet (every config.yaml parsed);
-- warm: with the index `--status` / `--results` leave in exp-<id>/ (only new folders parsed).
+- cold: no folder indexes yet (every config.yaml parsed, every folder's files read);
+- warm: with the indexes `--status` / `--results` leave in exp-<id>/ (new folders parsed, unfinished
+  folders read).
 Prints one line per measurement, the median of `--repeat` calls, as wall and CPU time (user + sys:
 what the call costs on an idle machine; on a shared one the wall time grows with the load), and the
 same for the folder side alone, in process (status_rows / collect_results over the built configs).
@@ -64,6 +65,12 @@ def timed(cmd: list[str], env: dict[str, str], repeat: int) -> tuple[str, str]:
     return f'wall {statistics.median(walls):.2f} s, CPU {statistics.median(cpus):.2f} s', out
 
 
+def drop_indexes(index: Path) -> None:
+    """No folder index and no finished-run index: the next call reads every folder."""
+    index.unlink(missing_ok=True)
+    (index.parent / '.finished-index.json').unlink(missing_ok=True)
+
+
 def in_process(cfgs: list[dict], exp_root: Path, index: Path, repeat: int) -> None:
     """The folder side alone (configs already built): status_rows and collect_results, cold and warm."""
     from semiseg.experiments import get_runs
@@ -77,7 +84,7 @@ def in_process(cfgs: list[dict], exp_root: Path, index: Path, repeat: int) -> No
     for name, call in (('status_rows', lambda: status_rows(cfgs, exp_root, runner=lambda cmd: '', indices=indices)),
                        ('collect_results', lambda: collect_results(EXP_ID, cfgs, exp_root, indices,
                                                                    runner=lambda cmd: ''))):
-        index.unlink(missing_ok=True)
+        drop_indexes(index)
         t0, c0 = time.perf_counter(), time.process_time()
         call()
         cold = f'wall {time.perf_counter() - t0:.2f} s, CPU {time.process_time() - c0:.2f} s'
@@ -116,7 +123,7 @@ def main() -> None:
     t_list, _ = timed(base + ['--list'], env, args.repeat)
     print(f'--list (start-up + {len(cfgs)} run configs, no folders read): {t_list}')
     for flag in ('--status', '--results'):
-        index.unlink(missing_ok=True)
+        drop_indexes(index)
         cold, _ = timed(base + [flag], env, 1)
         warm, out = timed(base + [flag], env, args.repeat)
         print(f'{flag} over {len(cfgs)} folders: cold (no index) {cold}; warm {warm} ({out.count(chr(10))} lines)')

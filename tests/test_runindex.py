@@ -121,3 +121,31 @@ def test_key_matching_equals_config_comparison(tmp_path):
     for k, row in enumerate(results):
         assert sorted(row.folders) == sorted(_naive_repeats(cfgs[6 * k], dirs))
     assert len(results[0].folders) == 12                                # 6 seeds + 6 with num_workers=3
+
+
+def test_finished_folders_come_from_the_finished_index(folders, monkeypatch):
+    cfgs, dirs, root = folders
+    first = runindex.read_folder_files(root, 0, dirs)
+    saved = json.loads((exp_dir(root, 0) / runindex.FINISHED_FILE).read_text())['folders']
+    assert sorted(saved) == sorted(d.name for d in dirs[:3])             # the finished ones (STATES)
+    assert 'per_class_iou' not in saved[dirs[0].name]['results']
+    reads = []
+    real = runindex.FolderFiles.read
+    monkeypatch.setattr(runindex.FolderFiles, 'read', classmethod(lambda cls, d: reads.append(d) or real(d)))
+    again = runindex.read_folder_files(root, 0, dirs)
+    assert reads == dirs[3:]                                             # unfinished folders are read each time
+    for d in dirs:
+        assert again[d].state == first[d].state and again[d].record == first[d].record
+        assert again[d].results == {k: v for k, v in first[d].results.items() if 'per_class' not in k}
+    results = json.loads((dirs[1] / 'results.json').read_text())
+    (dirs[1] / 'results.json').write_text(json.dumps({**results, 'best_miou': 12.5}))   # changed: read again
+    reads.clear()
+    assert runindex.read_folder_files(root, 0, dirs[:2])[dirs[1]].results['best_miou'] == 12.5
+    assert reads == [dirs[1]]
+    kept = json.loads((exp_dir(root, 0) / runindex.FINISHED_FILE).read_text())['folders']
+    assert sorted(kept) == sorted(d.name for d in dirs[:3])              # entries not asked about stay
+    rows = res.collect_results(0, cfgs, root, list(range(len(cfgs))), runner=lambda cmd: '')
+    (exp_dir(root, 0) / runindex.FINISHED_FILE).unlink()
+    (exp_dir(root, 0) / INDEX_FILE).unlink()
+    fresh = res.collect_results(0, cfgs, root, list(range(len(cfgs))), runner=lambda cmd: '')
+    assert [r.as_dict() for r in rows] == [r.as_dict() for r in fresh]

@@ -51,7 +51,7 @@ from semiseg.methods.registry import REPORT_RULES
 from semiseg.utils.timefmt import format_duration
 
 from .job import slurm_job_id
-from .runindex import group_by, scan_run_folders
+from .runindex import group_by, read_folder_files, scan_run_folders
 from .slurm import Runner, run_command, slurm_states
 from .status import FolderFiles, classify
 
@@ -336,7 +336,7 @@ def collect_results(exp_id: int, cfgs: Sequence[dict[str, Any]], exp_root: Path,
     for index, cfg in zip(indices, cfgs):
         groups.setdefault(repeat_key(cfg), []).append((index, cfg))
     found = {key: by_repeat.get(key, []) for key in groups}
-    files = {f.path: FolderFiles.read(f.path) for group in found.values() for f in group}
+    files = read_folder_files(exp_root, exp_id, [f.path for group in found.values() for f in group])
     jobs = {path: slurm_job_id(f.record) for path, f in files.items()}
     wanted = [j for j in jobs.values() if j]
     states = slurm_states(wanted, runner or run_command) if wanted else {}

@@ -6,6 +6,11 @@ identity keys), so the next call parses only folders that are new or whose confi
 entries are checked against the file's stat before use, a missing, damaged or unwritable index only
 costs the parsing, and concurrent writers at worst drop each other's new entries.
 
+Finished folders do not change (a finished run is never trained again), so `read_folder_files` keeps
+what their results.json, state.json and slurm_job.json say in `exp-E/.finished-index.json`, checked
+against the three files' stats (results.json without its per-class IoUs, which --status and
+--results do not show): a finished sweep is then stat calls instead of reads.
+
 Parsing: a config.yaml we wrote holds no YAML anchors or aliases, so when its text has none (no `&`
 or `*` anywhere) it is read with libyaml's safe loader (about 10x faster than the pure-Python one)
 after the same size and nesting checks as `semiseg.utils.safe_yaml`; any other text goes through
@@ -28,11 +33,15 @@ from semiseg.utils.files import atomic_write_text
 from semiseg.utils.safe_yaml import MAX_DEPTH, MAX_YAML_BYTES, flow_depth, load_yaml_text, read_json
 from semiseg.utils.textfiles import decode_text
 
-from .rundir import CONFIG_FILE, exp_dir
+from .job import JOB_FILE
+from .rundir import CONFIG_FILE, RESULTS_FILE, exp_dir
+from .status import STATE_FILE, FolderFiles
 
 log = logging.getLogger(__name__)
 
 INDEX_FILE = '.config-index.json'
+FINISHED_FILE = '.finished-index.json'
+PER_CLASS_KEYS = ('per_class_iou', 'best_per_class_iou')   # left out of the finished index
 INDEX_VERSION = 1
 _FAST_LOADER = getattr(yaml, 'CSafeLoader', None)
 
@@ -147,3 +156,57 @@ def group_by(folders: list[RunFolder], key: str) -> dict[str, list[RunFolder]]:
     for folder in folders:
         groups.setdefault(getattr(folder, key), []).append(folder)
     return groups
+
+
+def _signature(path: str) -> list[int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_mtime_ns, st.st_size]
+
+
+def _trimmed(results: dict[str, Any]) -> dict[str, Any]:
+    """results.json without the per-class IoUs (also those of an EMA teacher under its name)."""
+    out = {k: v for k, v in results.items() if k not in PER_CLASS_KEYS}
+    for k, v in out.items():
+        if isinstance(v, dict) and any(p in v for p in PER_CLASS_KEYS):
+            out[k] = {kk: vv for kk, vv in v.items() if kk not in PER_CLASS_KEYS}
+    return out
+
+
+def read_folder_files(exp_root: Path, exp_id: int, paths: list[Path]) -> dict[Path, FolderFiles]:
+    """`FolderFiles` of each run folder in `paths` (all of experiment `exp_id`): finished ones from
+    the finished index while their files' stats are unchanged, the others read."""
+    parent = exp_dir(Path(exp_root), exp_id)
+    try:
+        data = read_json(parent / FINISHED_FILE, 'finished-run index')
+        cached = data['folders'] if isinstance(data, dict) and data.get('version') == INDEX_VERSION \
+            and isinstance(data.get('folders'), dict) else {}
+    except (OSError, ValueError):
+        cached = {}
+    index: dict[str, Any] = {}
+    out: dict[Path, FolderFiles] = {}
+    for path in paths:
+        folder = str(path)
+        sig = [_signature(os.path.join(folder, name)) for name in (RESULTS_FILE, STATE_FILE, JOB_FILE)]
+        hit = cached.get(path.name)
+        if isinstance(hit, dict) and hit.get('sig') == sig and isinstance(hit.get('results'), dict) \
+                and isinstance(hit.get('state'), dict):
+            out[path] = FolderFiles(hit['results'], hit['state'], hit.get('record'))
+            index[path.name] = hit
+            continue
+        files = out[path] = FolderFiles.read(path)
+        if files.results.get('finished') is True and sig[0] is not None:
+            index[path.name] = {'sig': sig, 'results': _trimmed(files.results), 'state': files.state,
+                                'record': files.record}
+    asked = {path.name for path in paths}   # entries of folders not asked about stay while the folder exists
+    merged = {**{name: entry for name, entry in cached.items() if name not in asked and (parent / name).is_dir()},
+              **index}
+    if merged != cached:
+        text = json.dumps({'version': INDEX_VERSION, 'folders': merged}, separators=(',', ':'))
+        try:
+            atomic_write_text(parent / FINISHED_FILE, text)
+        except OSError as err:
+            log.debug('could not write %s (%s)', parent / FINISHED_FILE, err)
+    return out

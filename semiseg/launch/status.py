@@ -160,7 +160,7 @@ def status_rows(cfgs: list[dict[str, Any]], exp_root: Path, runner: Runner | Non
     """One `RunStatus` per config, labelled by its run id (`indices[k]` for `cfgs[k]`; default: the
     position). The experiment's folders are scanned once (`runindex`); each run's newest folder with
     exactly its config is read once; Slurm is queried once for all jobs."""
-    from .runindex import group_by, scan_run_folders
+    from .runindex import group_by, read_folder_files, scan_run_folders
     if indices is None:
         indices = list(range(len(cfgs)))
     if len(indices) != len(cfgs):
@@ -174,7 +174,11 @@ def status_rows(cfgs: list[dict[str, Any]], exp_root: Path, runner: Runner | Non
             by_exp[exp_id] = group_by(scan_run_folders(Path(exp_root), exp_id), 'exact')
         same = by_exp[exp_id].get(exact_key(cfg))
         dirs.append(same[-1].path if same else None)     # the newest
-    files = [FolderFiles.read(d) if d else None for d in dirs]
+    read = {}
+    for exp_id in by_exp:   # finished folders from the finished index (runindex.read_folder_files)
+        mine = [d for d, c in zip(dirs, cfgs) if d is not None and int(c['exp']) == exp_id]
+        read.update(read_folder_files(Path(exp_root), exp_id, mine))
+    files = [read[d] if d else None for d in dirs]
     records = [f.record if f else None for f in files]
     job_ids = [j for j in map(slurm_job_id, records) if j]
     states = slurm_states(job_ids, runner) if job_ids else {}
