@@ -18,6 +18,7 @@ from semiseg.experiments.io import load_config
 from semiseg.experiments.registry import get_runs
 from semiseg.models.builder import build_segmentor
 from semiseg.utils.checkpoint_io import check_checkpoint_file
+from semiseg.utils.run_files import CONFIG_FILE
 
 # what a tool reports in one line (CheckpointError, DataError, TextEmbeddingError, UnknownModel and
 # UnknownExperiment are subclasses of these)
@@ -44,7 +45,7 @@ def read_run_config(path: Path) -> dict[str, Any]:
     path = Path(path).expanduser()
     if path.is_dir():
         raise ValueError(f'run config {path} is a folder; pass the config.yaml file inside a run folder'
-                         + (f' ({path / "config.yaml"})' if (path / 'config.yaml').is_file() else ''))
+                         + (f' ({path / CONFIG_FILE})' if (path / CONFIG_FILE).is_file() else ''))
     if not path.is_file():
         raise ValueError(f'run config {path} not found; pass a run folder\'s config.yaml')
     try:
