@@ -1,4 +1,5 @@
-"""Experiments 30-32 (UniMatch), 50-53 (AllSpark) and 60-63 (UniMatch V2) against the releases' YAMLs.
+"""Experiments 30-32 (UniMatch), 50-53 (AllSpark), 60-63 (UniMatch V2) and 64, 66 (V2's FixMatch-EMA and
+labeled-only baselines: `fixmatch.py`, `supervised.py`) against the releases' YAMLs and scripts.
 
 Each table lists a release config value next to where our run config (what `experiments.py --exp E
 --run R --dry-run` writes) or the model config holds it. Values from LiheYoung/UniMatch
@@ -80,6 +81,37 @@ UNIMATCH_V2 = {   # the yamls name dinov2_small; run 0 of each experiment is DIN
                'features': 256, 'out_channels': [256, 512, 1024, 1024]},
     (63, 14): {'backbone': 'dinov2_large', 'split': '1_4'},
 }
+# V2's baselines on the same yamls with `backbone: dinov2_base` (their logs: training-logs/table05-fixmatch_*,
+# table0{1-4}-*_labeled_only_*): `script` is the release script, `optimizer` (type, weight decay), `ema_ratio`
+# the EMA cap of the script (supervised.py keeps no EMA), `eval_mode` evaluate()'s mode, `labeled_samples` the
+# length supervised.py repeats a shorter labeled list to; supervised.py doubles the yaml's batch_size
+_V2_B = {'nclass': None, 'crop_size': 518, 'lr': 5e-6, 'lr_multi': 40.0, 'optimizer': ('AdamW', 0.01),
+         'backbone': 'dinov2_base', 'ngpus': 4}
+_V2_FME = {**_V2_B, 'script': 'fixmatch.py', 'ema_ratio': 0.996, 'conf_thresh': 0.95, 'lock_backbone': False}
+_V2_SUP = {**_V2_B, 'script': 'supervised.py', 'ema_ratio': None}
+_CE = {'name': 'CELoss', 'kwargs': {'ignore_index': 255}}
+_OHEM = {'name': 'OHEM', 'kwargs': {'ignore_index': 255, 'thresh': 0.7, 'min_kept': 200000}}
+_V2_DATA = {   # (dataset, first split): the yaml's values, evaluate()'s mode, supervised.py's labeled length
+    'pascal': ({'split': '92', 'nclass': 21, 'epochs': 60, 'batch_size': 4, 'criterion': _CE,
+                'eval_mode': 'original', 'eval_size_multiple': 14}, 3000),
+    'cityscapes': ({'split': '1_16', 'nclass': 19, 'crop_size': 798, 'epochs': 180, 'batch_size': 2, 'criterion': _OHEM,
+                    'eval_mode': 'sliding_window'}, 3000),
+    'coco': ({'split': '1_512', 'nclass': 81, 'epochs': 20, 'batch_size': 4, 'criterion': _CE,
+              'eval_mode': 'original', 'eval_size_multiple': 14}, 30000),
+    'ade20k': ({'split': '1_64', 'nclass': 150, 'epochs': 60, 'batch_size': 2, 'criterion': _CE,
+                'eval_mode': 'original', 'eval_size_multiple': 14}, 6000),
+}
+UNIMATCH_V2_BASELINES = {}
+for _run, (_dataset, (_yaml, _labeled)) in zip((0, 5, 9, 14), _V2_DATA.items()):
+    UNIMATCH_V2_BASELINES[(64, _run)] = {**_V2_FME, 'dataset': _dataset, **_yaml}
+    UNIMATCH_V2_BASELINES[(66, _run)] = {**_V2_SUP, 'dataset': _dataset, **_yaml,
+                                         'batch_size': 2 * _yaml['batch_size'], 'labeled_samples': _labeled}
+UNIMATCH_V2_BASELINES[(64, 18)] = {'script': 'fixmatch.py', 'dataset': 'ade20k', 'split': '1_4'}
+UNIMATCH_V2_BASELINES[(66, 18)] = {'script': 'supervised.py', 'dataset': 'ade20k', 'split': '1_4',
+                                   'labeled_samples': 6000}
+V2_SCRIPTS = {'fixmatch.py': 'fixmatch_ema', 'supervised.py': 'supervised'}
+# V2's evaluate() 'sliding_window' shifts the last window back inside the image (ours: shifted_sliding_window)
+V2_EVAL_MODES = {'original': 'original', 'sliding_window': 'shifted_sliding_window'}
 BACKBONES = {'resnet101': ('DeepStemResNet', 101), 'resnet50': ('DeepStemResNet', 50),
              'xception': ('AlignedXception', None), 'dinov2_small': ('DINOv2ViT', 'small'),
              'dinov2_base': ('DINOv2ViT', 'base'), 'dinov2_large': ('DINOv2ViT', 'large')}
@@ -111,11 +143,19 @@ def ours(cfg: dict, key: str):
         return cfg['n_gpus']
     if key == 'in_planes':
         return head['in_channels']
+    if key == 'script':
+        return {method: script for script, method in V2_SCRIPTS.items()}.get(cfg['method'])
+    if key == 'optimizer':
+        return cfg['optimizer']['type'], cfg['optimizer']['weight_decay']
+    if key == 'ema_ratio':
+        return cfg.get('ema_decay')
+    if key == 'eval_mode':
+        return {ours: release for release, ours in V2_EVAL_MODES.items()}[cfg['eval_mode']]
     return cfg[key]
 
 
-CASES = [(e, r, k, v) for table in (UNIMATCH, ALLSPARK, UNIMATCH_V2) for (e, r), kv in table.items()
-         for k, v in kv.items()]
+CASES = [(e, r, k, v) for table in (UNIMATCH, ALLSPARK, UNIMATCH_V2, UNIMATCH_V2_BASELINES)
+         for (e, r), kv in table.items() for k, v in kv.items()]
 
 
 @pytest.mark.parametrize('exp,run,key,release', CASES, ids=[f'{e}-{r}-{k}' for e, r, k, _ in CASES])
@@ -138,6 +178,8 @@ def test_run_order_and_names():
     assert get_runs(30)[0]['name'] == 'voc-92-321_dlv3p-r101_um-095-plev-ce-uce_org-1e-03_eor'
     assert get_runs(50)[0]['name'] == 'voc-92-513_allspark-mitb5_asp-ce-uce_org-1e-03_eor'
     assert get_runs(61)[0]['eval_mode'] == 'shifted_sliding_window' and 'eval_size_multiple' not in get_runs(61)[0]
-    for exp in (30, 31, 32, 33, 50, 51, 52, 53, 60, 61, 62, 63, 65):
+    assert [(c['dataset'], c['split']) for c in get_runs(64)] == [(c['dataset'], c['split']) for c in get_runs(66)]
+    assert {c['model'] for c in get_runs(64) + get_runs(66)} == {'mmseg.dpt-dinov2b'}
+    for exp in (30, 31, 32, 33, 50, 51, 52, 53, 60, 61, 62, 63, 64, 65, 66):
         names = [c['name'] for c in get_runs(exp)]
         assert len(set(names)) == len(names), exp

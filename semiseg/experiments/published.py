@@ -10,6 +10,9 @@ equals a generated run of an experiment reproducing that paper, seed, runtime op
 id, sweep record and data folder aside (`semiseg.experiments.identity.paper_key`); `--cfg-options
 epochs=2` or a swept learning rate gives None. Anything else gives None, never a neighbouring number.
 
+A paper's baselines (`PAPER_BASELINES`: UniMatch V2's fixmatch.py and supervised.py, exps 64 and 66,
+numbers read from its training logs) attach the same way to runs of the baseline's method.
+
 Which number a paper reports: `report_rule(cfg, published)`, the rule of the run's method
 (`MethodInfo.report`: the best evaluation, of the EMA teacher for UniMatch V2) unless the published
 row says otherwise (`Published.report`). `--results` computes ours by the same rule.
@@ -96,6 +99,21 @@ def _v2_logs(dataset: str, backbone: str, table: int, values: dict[str, float]) 
     return out
 
 
+def _v2_baseline_logs(log_method: str, dataset: str, table: int, values: dict[str, float],
+                      truncated: dict[str, str] | None = None) -> dict[Key, Published]:
+    """A UniMatch V2 baseline's DINOv2-B numbers read from the release's training logs
+    (`training-logs/table{table}-...{log_method}...labels_dinov2_base.log`); `truncated`: split -> how much
+    of the run its (cancelled) log holds, said in the row's table text."""
+    out = {}
+    for split, miou in values.items():
+        name = (f'table{table:02d}-{log_method}_{dataset}_{split}labels_dinov2_base.log' if log_method == 'fixmatch'
+                else f'table{table:02d}-{dataset}_{log_method}_{split}labels_dinov2_base.log')
+        note = f'; log truncated: {truncated[split]}' if truncated and split in truncated else ''
+        out[('UniMatch V2', dataset, split, 'DINOv2-B')] = Published(
+            miou, _V2_LOG_TABLE.format(t=table) + note, f'{_V2}training-logs/{name}')
+    return out
+
+
 def _collect(*groups: dict[Key, Published]) -> dict[Key, Published]:
     table: dict[Key, Published] = {}
     for group in groups:
@@ -166,6 +184,45 @@ PUBLISHED: dict[Key, Published] = _collect(
 )
 
 
+# the baselines a paper reports next to its method (run-config method -> its numbers), with the rule
+# of the baseline's method: V2's fixmatch.py is reported by its best EMA-teacher mIoU (as V2 itself),
+# its supervised.py (no EMA; best.pth on a strict '>') by its best mIoU
+PAPER_BASELINES: dict[str, dict[str, dict[Key, Published]]] = {'UniMatch V2': {
+    'fixmatch_ema': _collect(   # best EMA mIoU (Tab. 5 per the log names; its ablation: VOC-92, ADE-1/64, COCO-1/512)
+        _v2_baseline_logs('fixmatch', 'pascal', 5, {'92': 83.83, '183': 87.37, '366': 88.21, '732': 89.88,
+                                                    '1464': 90.21}),
+        _v2_baseline_logs('fixmatch', 'ade20k', 5, {'1_64': 37.76, '1_32': 43.23, '1_16': 46.36, '1_8': 49.51,
+                                                    '1_4': 51.03}),
+        _v2_baseline_logs('fixmatch', 'coco', 5, {'1_512': 46.71, '1_256': 53.72, '1_128': 57.43})),
+    'supervised': _collect(     # best mIoU of the labeled-only runs (no EMA)
+        _v2_baseline_logs('labeled_only', 'pascal', 1, {'92': 76.86, '183': 82.07, '366': 85.27, '732': 87.15,
+                                                        '1464': 88.3},
+                          {'92': '44 of 60 epochs evaluated', '183': '42 of 60 epochs evaluated',
+                           '366': '42 of 60 epochs evaluated'}),
+        _v2_baseline_logs('labeled_only', 'cityscapes', 2, {'1_16': 80.79, '1_8': 82.65, '1_4': 83.98, '1_2': 84.39},
+                          {'1_16': '87 of 180 epochs evaluated', '1_8': '88 of 180 epochs evaluated',
+                           '1_4': '176 of 180 epochs evaluated'}),
+        _v2_baseline_logs('labeled_only', 'ade20k', 3, {'1_64': 32.06, '1_32': 39.25, '1_16': 42.82, '1_8': 46.41,
+                                                        '1_4': 49.02}),
+        _v2_baseline_logs('labeled_only', 'coco', 4, {'1_512': 36.76, '1_256': 45.77, '1_128': 52.13,
+                                                      '1_64': 56.24, '1_32': 59.5})),
+}}
+
+
+# a baseline that differs from the paper's run in its method alone (V2's fixmatch.py: the same data,
+# model, optimizer, schedule, EMA teacher and evaluation as unimatch_v2.py; exp 64's yaml in configs/experiments):
+# its run is the paper's when the run with the paper's method is a paper run
+METHOD_SWAP_BASELINES = {('UniMatch V2', 'fixmatch_ema')}
+
+
+def published_table(paper: str, method: str) -> dict[Key, Published] | None:
+    """The numbers `paper` reports for runs of `method`: its own method's (PUBLISHED), a baseline's
+    (PAPER_BASELINES), or None when the paper reports none for that method."""
+    if method == PAPER_METHODS.get(paper):
+        return PUBLISHED
+    return PAPER_BASELINES.get(paper, {}).get(method)
+
+
 def _reproduces(exp_id: int) -> str | None:
     """The paper experiment `exp_id` reproduces (None for unknown experiments too)."""
     from .registry import UnknownExperiment, get_experiment
@@ -176,10 +233,11 @@ def _reproduces(exp_id: int) -> str | None:
 
 
 def published_key(paper: str, cfg: dict[str, Any]) -> Key | None:
-    """The PUBLISHED key of a run config for `paper`, or None when the run is not the paper's setting."""
+    """The key of a run config in `published_table(paper, method)`, or None when the run is not the
+    paper's setting (a method the paper reports no number for, a model it does not use)."""
     if paper not in PAPER_METHODS:
         raise ValueError(f'unknown paper {paper!r}; known: {", ".join(PAPERS)}')
-    if cfg.get('method') != PAPER_METHODS[paper]:
+    if published_table(paper, str(cfg.get('method'))) is None:
         return None
     backbone = MODEL_BACKBONES.get(str(cfg.get('model')))
     if backbone is None:
@@ -202,15 +260,20 @@ def published_for(paper: str | None, cfg: dict[str, Any]) -> Published | None:
     if paper is None:
         return None
     key = published_key(paper, cfg)
-    if key is None or key not in PUBLISHED or not is_paper_run(paper, cfg):
+    table = published_table(paper, str(cfg.get('method')))
+    if key is None or table is None or key not in table or not is_paper_run(paper, cfg):
         return None
-    return PUBLISHED[key]
+    return table[key]
 
 
 def is_paper_run(paper: str, cfg: dict[str, Any]) -> bool:
     """Whether `cfg` is a generated run of a built-in experiment reproducing `paper`, unchanged
-    (seed, runtime options, experiment id, sweep record and data folder aside)."""
-    return paper_key(cfg) in _paper_run_keys(paper)
+    (seed, runtime options, experiment id, sweep record and data folder aside), or, for a baseline of
+    METHOD_SWAP_BASELINES, such a run with the baseline's method."""
+    keys = _paper_run_keys(paper)
+    if (paper, cfg.get('method')) in METHOD_SWAP_BASELINES:
+        return paper_key({**cfg, 'method': PAPER_METHODS[paper]}) in keys
+    return paper_key(cfg) in keys
 
 
 @cache

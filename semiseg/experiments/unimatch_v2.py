@@ -66,5 +66,6 @@ EXPERIMENTS = [
                _supervised(('92', '183', '366', '732', '1464'), 8, 3000, epochs=60)
                + _supervised(('1_16', '1_8', '1_4', '1_2'), 4, 3000, **CITYSCAPES)
                + _supervised(('1_512', '1_256', '1_128', '1_64', '1_32'), 8, 30000, dataset='coco', epochs=20)
-               + _supervised(('1_64', '1_32', '1_16', '1_8', '1_4'), 4, 6000, dataset='ade20k', epochs=60)),
+               + _supervised(('1_64', '1_32', '1_16', '1_8', '1_4'), 4, 6000, dataset='ade20k', epochs=60),
+               reproduces='UniMatch V2'),   # its training logs' numbers (published.PAPER_BASELINES)
 ]
