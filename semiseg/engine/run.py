@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None, parts=None) -> int:
 def _train_run_dir(run_dir: Path, parts) -> int:
     """Train the run folder; returns the exit code (a stop outside the loop raises StopBeforeTraining)."""
     from semiseg.engine import TrainingInterrupted, train
-    from semiseg.experiments.config import validate_config
+    from semiseg.engine.config_check import validate_config
     from semiseg.methods.registry import method_info
     from semiseg.utils.errors import failure_message
     try:

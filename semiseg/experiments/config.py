@@ -18,10 +18,9 @@ from typing import Any
 import semiseg
 from semiseg.data.datasets import DATASETS, dataset_info
 from semiseg.data.errors import DataError
-from semiseg.engine.options import check_options
+from semiseg.engine.config_check import ALLSPARK_SWITCH, is_allspark_model, is_vision_language, validate_config
 from semiseg.methods.registry import METHODS, method_info
-from semiseg.utils.labels import IGNORE_INDEX, MAX_CLASSES, UNLABELED_PAD
-from semiseg.utils.names import model_stem
+from semiseg.utils.labels import IGNORE_INDEX
 
 from .naming import override_suffix, run_name
 from .overrides import Override, apply_overrides
@@ -31,14 +30,10 @@ DATA_ROOT_ENV = 'SEMISEG_DATA'
 DEFAULT_DATA_ROOT = '~/data'
 ZSW_STRIDE = 426
 OHEM_KWARGS = {'thresh': 0.7, 'min_kept': 200000}
-EPOCH_OVER = ('labeled', 'unlabeled')
 PRE_DROPOUT_PSEUDO_KEYS = ('use_fp', 'conf_mode', 'conf_thresh')
 # every key that belongs to some method (the block between `method` and `fp_rate`, disable_dropout aside)
 METHOD_KEYS = frozenset({*PRE_DROPOUT_PSEUDO_KEYS, 'pleval', 'epoch_over'}
                         | {k for info in METHODS.values() for k in info.config_keys})
-# the AllSpark decoder's switch for its paper's supervised baseline (MiT + SegFormer head, no AllSpark
-# module: xmed-lab/AllSpark `model/semseg/semidec_base.py`, configs/*_baseline_sup.yaml)
-ALLSPARK_SWITCH = 'with_allspark'
 _HASH = re.compile(r'_h[0-9a-f]{6}$')
 
 
@@ -63,12 +58,6 @@ def dataset_folder(dataset: str, data_root: str | None = None) -> str:
     if not folder or '/' in folder or folder in ('.', '..'):
         raise ValueError(f'dataset name {dataset!r} cannot name a folder; use letters, digits, - and _')
     return f'{datasets_root(data_root).rstrip("/")}/{folder}/'
-
-
-def is_vision_language(model: str) -> bool:
-    """Whether a model name is one of the SemiVL family's vision-language models (vlm-*, zegclip-*),
-    the ones that take the release's MaskCLIP keys in model_args."""
-    return model.replace('mmseg.', '').startswith(('vlm-', 'zegclip'))
 
 
 def dataset_class_count(dataset: str, folder: str) -> int:
@@ -219,16 +208,6 @@ def switch_method(cfg: dict[str, Any], method: str) -> dict[str, Any]:
     return fit_model_to_method(out)
 
 
-def is_allspark_model(model: str) -> bool:
-    """Whether a model name is one of the AllSpark family's (mmseg.allspark-*: MiT + AllSpark decoder)."""
-    return str(model).replace('mmseg.', '').startswith('allspark')
-
-
-def _allspark_module_on(cfg: dict[str, Any]) -> bool:
-    head = (cfg.get('model_args') or {}).get('decode_head') or {}
-    return is_allspark_model(cfg['model']) and head.get(ALLSPARK_SWITCH, True) is not False
-
-
 def fit_model_to_method(cfg: dict[str, Any]) -> dict[str, Any]:
     """`cfg` with the model variant its method trains (in place; returned).
 
@@ -249,29 +228,6 @@ def fit_model_to_method(cfg: dict[str, Any]) -> dict[str, Any]:
         if not head:
             del model_args['decode_head']
     return cfg
-
-
-def method_model_problem(cfg: dict[str, Any]) -> str | None:
-    """Why `cfg['method']` cannot train `cfg['model']` (None when it can), said before anything runs."""
-    method, model = cfg['method'], str(cfg['model'])
-    allspark_on = _allspark_module_on(cfg)
-    if method == 'allspark' and not allspark_on:
-        return (f"method allspark needs the AllSpark decoder with its module (a model mmseg.allspark-*, "
-                f"without model_args.decode_head.{ALLSPARK_SWITCH}=false); {model} has none")
-    if allspark_on and method != 'allspark':
-        fix = ('set model_args.decode_head.with_allspark=false (the paper\'s supervised baseline: the SegFormer '
-               'head without the AllSpark module)' if method == 'supervised' else
-               'use method=allspark, or method=supervised for the paper\'s supervised baseline (MiT + SegFormer '
-               'head without the AllSpark module)')
-        return (f'method {method} cannot train {model}: the AllSpark decoder\'s train forward needs the allspark '
-                f'method\'s eval-mode logits of the unlabeled batch; {fix}')
-    lam = cfg.get('maskclip_consistency_lambda') or 0
-    guided = any(lam) if isinstance(lam, (list, tuple)) else lam != 0
-    if guided and method in ('semivl', 'unimatch_v2') and not (is_vision_language(model) and cfg.get('clip_encoder')):
-        return (f'maskclip_consistency_lambda is {lam!r} but {model} has no MaskCLIP guidance encoder (a '
-                'vision-language model mmseg.vlm-*/zegclip-* with clip_encoder set); set '
-                'maskclip_consistency_lambda=0')
-    return None
 
 
 def with_overrides(cfg: dict[str, Any], overrides: list[Override], data_root: str | None = None) -> dict[str, Any]:
@@ -358,43 +314,6 @@ def _set_after(cfg: dict[str, Any], anchor: str, key: str, value: Any) -> dict[s
         if k == anchor:
             out[key] = value
     return out
-
-
-def validate_config(cfg: dict[str, Any], lookup_method=method_info) -> None:
-    """Raise ValueError naming the first key whose value cannot work (before any file is written).
-
-    `lookup_method` resolves cfg['method'] (the method registry; engine.run passes its TrainerParts', which
-    tests replace with stand-ins)."""
-    def positive_int(key: str, allow_none: bool = False) -> None:
-        value = cfg.get(key)
-        if value is None and allow_none:
-            return
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f'{key} must be a whole number >= 1, got {value!r}')
-
-    lookup_method(cfg['method'])
-    model_stem(str(cfg['model']))
-    problem = method_model_problem(cfg) if cfg['method'] in METHODS else None   # (tests: stand-in methods)
-    if problem:
-        raise ValueError(problem)
-    for key in ('crop_size', 'batch_size', 'n_gpus', 'n_nodes', 'nclass'):
-        positive_int(key)
-    if cfg['nclass'] > MAX_CLASSES:
-        raise ValueError(f'nclass={cfg["nclass"]} collides with the reserved label ids {UNLABELED_PAD} (padding) '
-                         f'and {IGNORE_INDEX} (ignore): at most {MAX_CLASSES} classes are supported')
-    positive_int('epochs', allow_none=True)
-    positive_int('iters', allow_none=True)
-    if cfg.get('epochs') is None and cfg.get('iters') is None:
-        raise ValueError('set epochs (or iters) to a whole number >= 1')
-    lr = cfg['optimizer']['lr'] if isinstance(cfg.get('optimizer'), dict) else cfg.get('lr')
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise ValueError(f'the learning rate must be a number > 0, got {lr!r}')
-    thresh = cfg.get('conf_thresh')
-    if thresh is not None and not 0 <= thresh <= 1:
-        raise ValueError(f'conf_thresh must be in [0, 1], got {thresh!r}')
-    if cfg.get('epoch_over', 'labeled') not in EPOCH_OVER:
-        raise ValueError(f'epoch_over must be one of {", ".join(EPOCH_OVER)}, got {cfg["epoch_over"]!r}')
-    check_options(cfg)
 
 
 def global_batch(cfg: dict[str, Any]) -> int:
