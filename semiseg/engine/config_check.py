@@ -12,6 +12,7 @@ from typing import Any
 from semiseg.engine.options import check_options
 from semiseg.methods.registry import METHODS, method_info
 from semiseg.utils.labels import IGNORE_INDEX, MAX_CLASSES, UNLABELED_PAD
+from semiseg.utils.model_registry import model_info
 from semiseg.utils.names import model_stem
 
 EPOCH_OVER = ('labeled', 'unlabeled')
@@ -20,20 +21,9 @@ EPOCH_OVER = ('labeled', 'unlabeled')
 ALLSPARK_SWITCH = 'with_allspark'
 
 
-def is_vision_language(model: str) -> bool:
-    """Whether a model name is one of the SemiVL family's vision-language models (vlm-*, zegclip-*),
-    the ones that take the release's MaskCLIP keys in model_args."""
-    return model.replace('mmseg.', '').startswith(('vlm-', 'zegclip'))
-
-
-def is_allspark_model(model: str) -> bool:
-    """Whether a model name is one of the AllSpark family's (mmseg.allspark-*: MiT + AllSpark decoder)."""
-    return str(model).replace('mmseg.', '').startswith('allspark')
-
-
 def _allspark_module_on(cfg: dict[str, Any]) -> bool:
     head = (cfg.get('model_args') or {}).get('decode_head') or {}
-    return is_allspark_model(cfg['model']) and head.get(ALLSPARK_SWITCH, True) is not False
+    return model_info(cfg['model']).allspark and head.get(ALLSPARK_SWITCH, True) is not False
 
 
 def method_model_problem(cfg: dict[str, Any]) -> str | None:
@@ -52,7 +42,8 @@ def method_model_problem(cfg: dict[str, Any]) -> str | None:
                 f'method\'s eval-mode logits of the unlabeled batch; {fix}')
     lam = cfg.get('maskclip_consistency_lambda') or 0
     guided = any(lam) if isinstance(lam, (list, tuple)) else lam != 0
-    if guided and method in ('semivl', 'unimatch_v2') and not (is_vision_language(model) and cfg.get('clip_encoder')):
+    guidance = model_info(model).vision_language and cfg.get('clip_encoder')
+    if guided and method in ('semivl', 'unimatch_v2') and not guidance:
         return (f'maskclip_consistency_lambda is {lam!r} but {model} has no MaskCLIP guidance encoder (a '
                 'vision-language model mmseg.vlm-*/zegclip-* with clip_encoder set); set '
                 'maskclip_consistency_lambda=0')

@@ -18,9 +18,10 @@ from typing import Any
 import semiseg
 from semiseg.data.datasets import DATASETS, dataset_info
 from semiseg.data.errors import DataError
-from semiseg.engine.config_check import ALLSPARK_SWITCH, is_allspark_model, is_vision_language, validate_config
+from semiseg.engine.config_check import ALLSPARK_SWITCH, validate_config
 from semiseg.methods.registry import METHODS, method_info
 from semiseg.utils.labels import IGNORE_INDEX
+from semiseg.utils.model_registry import model_info
 
 from .naming import override_suffix, run_name
 from .overrides import Override, apply_overrides
@@ -132,7 +133,7 @@ def build_config(p: RunParams, data_root: str | None = None) -> dict[str, Any]:
     cfg['clip_encoder'] = p.clip_encoder if lam != 0 else None
     cfg['mcc_conf_thresh'] = p.mcc_conf_thresh
     cfg['mcc_loss_reduce'] = p.mcc_loss_reduce
-    if is_vision_language(p.model):   # the release writes it (always None: its model asserts so) for its VLMs
+    if model_info(p.model).vision_language:   # the release writes it (always None: its model asserts so) for its VLMs
         model_args['maskclip_class_filter'] = None
     if p.renorm_clip_img:
         model_args['renorm_clip_img'] = True
@@ -215,7 +216,7 @@ def fit_model_to_method(cfg: dict[str, Any]) -> dict[str, Any]:
     baseline, the same MiT encoder and SegFormer head without the AllSpark module (xmed-lab/AllSpark
     `model/semseg/semidec_base.py`): `model_args.decode_head.with_allspark: false`. Any other method
     gets the AllSpark module back (the switch is removed)."""
-    if not is_allspark_model(cfg.get('model', '')):
+    if not model_info(cfg.get('model', '')).allspark:
         return cfg
     model_args = cfg.setdefault('model_args', {})
     head = model_args.get('decode_head')
