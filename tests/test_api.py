@@ -91,7 +91,7 @@ def test_checkpoint_errors(model, tmp_path):
     with pytest.raises(CheckpointError, match='shape mismatches.*pos_embed'):
         load_checkpoint(model, tmp_path / 'shape.pth')
     (tmp_path / 'corrupt.pth').write_bytes(b'not a checkpoint at all')
-    with pytest.raises(CheckpointError, match='cannot read'):
+    with pytest.raises(CheckpointError, match='is a text file, not a torch checkpoint'):
         load_checkpoint(model, tmp_path / 'corrupt.pth')
     torch.save({'epoch': 3, 'note': 'x'}, tmp_path / 'nosd.pth')
     with pytest.raises(CheckpointError, match='holds no state dict'):

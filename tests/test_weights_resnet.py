@@ -72,7 +72,7 @@ def test_shape_mismatch_and_unreadable_files_raise(tmp_path):
         DeepStemResNet(**NARROW, pretrained=str(wide)).init_weights()
     junk = tmp_path / 'junk.pth'
     junk.write_bytes(b'not a checkpoint')
-    with pytest.raises(WeightsError, match='cannot read'):
+    with pytest.raises(WeightsError, match='is a text file, not a torch checkpoint'):
         DeepStemResNet(**NARROW, pretrained=str(junk)).init_weights()
     torchvision = tmp_path / 'torchvision.pth'
     torch.save({'conv1.weight': torch.zeros(64, 3, 7, 7), 'bn1.weight': torch.ones(64)}, torchvision)

@@ -35,7 +35,9 @@ def read_state_dict(path: str | os.PathLike, how_to_provide: str = '') -> dict[s
     try:
         obj = read_checkpoint(path)
     except CheckpointError as err:
-        raise WeightsError(f'{err}. {how_to_provide}'.strip()) from err
+        message = str(err).rstrip()
+        sep = ' ' if message.endswith(('.', '?', '!')) else '. '
+        raise WeightsError(f'{message}{sep}{how_to_provide}'.strip()) from err
     obj = inner_state_dict(obj, _WRAPPERS)
     if not isinstance(obj, Mapping) or not any(torch.is_tensor(v) for v in obj.values()):
         raise WeightsError(f'{path} holds no state dict (got {type(obj).__name__}). {how_to_provide}'.strip())
