@@ -26,10 +26,11 @@ from semiseg.experiments.selection import SPEC_HELP, RunSpecError, parse_run_spe
 from semiseg.launch.claim import SubmissionLock, busy_line, who_trains
 from semiseg.launch.local import LaunchError
 from semiseg.launch.options import SlurmOptions, SlurmOptionsError
-from semiseg.launch.rundir import CONFIG_FILE, find_finished, find_resumable, run_dir_path, unfinished_with_other_config
+from semiseg.launch.rundir import find_finished, find_resumable, run_dir_path, unfinished_with_other_config
 from semiseg.methods.registry import METHODS, method_info
 from semiseg.utils.cli import EXIT_ABORTED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, OneLineParser, UsageError
 from semiseg.utils.errors import CheckpointError
+from semiseg.utils.run_files import CONFIG_FILE
 from semiseg.utils.textfiles import TextFileError
 
 log = logging.getLogger('semiseg.cli')

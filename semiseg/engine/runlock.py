@@ -16,9 +16,8 @@ import socket
 import time
 from pathlib import Path
 
+from semiseg.utils.run_files import LOCK_FILE
 from semiseg.utils.safe_yaml import load_json_text
-
-LOCK_FILE = '.lock'
 
 
 class RunLocked(RuntimeError):

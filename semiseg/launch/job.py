@@ -31,15 +31,14 @@ from typing import Any
 
 import submitit
 
+from semiseg.utils.run_files import ATTEMPTS_FILE, JOB_FILE, RESULTS_FILE
 from semiseg.utils.safe_yaml import load_json_text, read_json
 from semiseg.utils.textfiles import read_lines
 
-from .rundir import RESULTS_FILE, is_finished
+from .rundir import is_finished
 
 log = logging.getLogger(__name__)
 
-JOB_FILE = 'slurm_job.json'          # job id and log paths, written at submission (--status reads it)
-ATTEMPTS_FILE = 'slurm_attempts.jsonl'  # one line per job start (requeues add lines)
 DEFAULT_TRAIN_FN = 'semiseg.engine:train'
 TERM_EXIT_CODE = 143                 # 128 + SIGTERM: stopped on request, state saved
 USR2_GRACE_S = 3.0                   # a preemption sends SIGTERM, then USR2 right after

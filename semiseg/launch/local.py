@@ -22,6 +22,7 @@ from semiseg.engine.options import option
 from semiseg.engine.signals import StopBeforeTraining, mark_interrupted, wait_forwarding_stops
 from semiseg.utils.cli import EXIT_INTERRUPTED
 from semiseg.utils.errors import failure_message
+from semiseg.utils.run_files import LOG_FILE
 
 from .claim import ConfigClaim, busy_line, folder_trainer
 from .rundir import create_run_dir, find_finished, find_resumable
@@ -149,7 +150,7 @@ def _train_one(cfg: dict[str, Any], run_dir: Path, plan: LocalPlan) -> str:
             return 'interrupted'
         if code != 0:
             print(f'experiments.py: error: run {cfg["name"]} failed (torchrun exit code {code}); see '
-                  f'{run_dir / "train.log"}', file=sys.stderr)
+                  f'{run_dir / LOG_FILE}', file=sys.stderr)
             return 'failed'
         return 'finished'
     from semiseg.engine import TrainingInterrupted

@@ -30,12 +30,12 @@ import yaml
 
 from semiseg.experiments.identity import KEY_SCHEME, exact_key, repeat_key
 from semiseg.utils.files import atomic_write_text
+from semiseg.utils.run_files import CONFIG_FILE, JOB_FILE, RESULTS_FILE, STATE_FILE
 from semiseg.utils.safe_yaml import MAX_DEPTH, MAX_YAML_BYTES, flow_depth, load_yaml_text, read_json
 from semiseg.utils.textfiles import decode_text
 
-from .job import JOB_FILE
-from .rundir import CONFIG_FILE, RESULTS_FILE, exp_dir
-from .status import STATE_FILE, FolderFiles
+from .rundir import exp_dir
+from .status import FolderFiles
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,9 @@ import submitit
 
 from semiseg.engine.options import option
 from semiseg.utils.files import atomic_write_json
+from semiseg.utils.run_files import JOB_FILE
 
-from .job import DEFAULT_TRAIN_FN, JOB_FILE, TrainJob, read_job_record, slurm_job_id, utc_now
+from .job import DEFAULT_TRAIN_FN, TrainJob, read_job_record, slurm_job_id, utc_now
 from .options import SlurmOptions
 from .rundir import is_finished
 

@@ -15,15 +15,14 @@ from typing import Any
 
 from semiseg.engine.runlock import lock_holder
 from semiseg.experiments.identity import exact_key
+from semiseg.utils.run_files import JOB_FILE, RESULTS_FILE, STATE_FILE
 from semiseg.utils.safe_yaml import MAX_JSON_BYTES, load_json_text
 from semiseg.utils.safe_yaml import read_json as safe_read_json
 from semiseg.utils.textfiles import decode_text
 
-from .job import JOB_FILE, read_attempts, slurm_job_id
-from .rundir import RESULTS_FILE
+from .job import read_attempts, slurm_job_id
 from .slurm import ACTIVE_STATES, Runner, run_command, slurm_states
 
-STATE_FILE = 'state.json'
 QUEUED_STATES = tuple(s for s in ACTIVE_STATES if s not in ('RUNNING', 'COMPLETING'))
 DEAD_STATES = ('FAILED', 'CANCELLED', 'TIMEOUT', 'NODE_FAIL', 'OUT_OF_MEMORY', 'PREEMPTED',
                'BOOT_FAIL', 'DEADLINE', 'COMPLETED')

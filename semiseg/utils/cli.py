@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NoReturn
 
+from semiseg.utils.run_files import RESULTS_FILE
+
 EXIT_OK = 0
 EXIT_FAILED = 1        # a run (or some images) failed; the others are done
 EXIT_USAGE = 2         # bad arguments or inputs: nothing was done
@@ -62,7 +64,7 @@ def output_file(text: str) -> Path:
     where one of its folders should be); refused while parsing, before any work."""
     path = Path(text).expanduser()
     if path.is_dir():
-        raise argparse.ArgumentTypeError(f'{path} is a folder; give a file name, e.g. {path / "results.json"}')
+        raise argparse.ArgumentTypeError(f'{path} is a folder; give a file name, e.g. {path / RESULTS_FILE}')
     ancestor = _existing_ancestor(path)
     if not ancestor.is_dir():
         raise argparse.ArgumentTypeError(f'{ancestor} is a file, so {path} cannot be created under it')

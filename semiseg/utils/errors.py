@@ -4,6 +4,8 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
+from semiseg.utils.run_files import LOG_FILE
+
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read safely, is damaged, or does not fit; the message says why.
@@ -25,4 +27,4 @@ def failure_message(error: BaseException, run_dir: Path) -> str:
                 'resume with the same command')
     if type(error).__name__ in SELF_EXPLAINING:
         return text
-    return f'{type(error).__name__}: {text} (traceback in {Path(run_dir) / "train.log"})'
+    return f'{type(error).__name__}: {text} (traceback in {Path(run_dir) / LOG_FILE})'

@@ -10,3 +10,5 @@ LATEST_CHECKPOINT = 'latest.pth'  # what a resumed run restores
 BEST_CHECKPOINT = 'best.pth'      # the state of the best evaluation of the trained model
 DEBUG_DIR = 'debug'               # debug panels
 LOCK_FILE = '.lock'               # the writer's flock
+JOB_FILE = 'slurm_job.json'       # job id and log paths, written at submission (--status reads it)
+ATTEMPTS_FILE = 'slurm_attempts.jsonl'   # one line per Slurm job start (requeues add lines)
