@@ -1,8 +1,16 @@
 """`--run` specs and `--cfg-options` overrides."""
+import copy
+
 import pytest
 
 from semiseg.experiments import get_runs, with_overrides
-from semiseg.experiments.overrides import OverrideError, apply_overrides, parse_cfg_options, parse_value
+from semiseg.experiments.overrides import (
+    OverrideError,
+    apply_overrides,
+    overrides_from_mapping,
+    parse_cfg_options,
+    parse_value,
+)
 from semiseg.experiments.selection import RunSpecError, parse_run_spec
 
 
@@ -162,3 +170,23 @@ def test_model_args_take_new_nested_settings():
     assert cfg['name'] != get_runs(50)[0]['name']                 # a hash suffix: the run differs
     with pytest.raises(OverrideError, match="unknown config key 'modl_args.x'"):
         apply_overrides(get_runs(50)[0], parse_cfg_options(['modl_args.x=1']))
+
+
+def test_apply_overrides_leaves_the_input_whole_and_copies_only_touched_mappings():
+    cfg = get_runs(40)[0]
+    before = copy.deepcopy(cfg)
+    out, _ = apply_overrides(cfg, parse_cfg_options(['optimizer.lr=1e-3', 'model_args.backbone.drop_path_rate=0',
+                                                     'optimizer.paramwise_cfg.custom_keys.head.lr_mult=5']))
+    assert cfg == before                                       # nested keys were written into copies
+    assert out['optimizer'] is not cfg['optimizer'] and out['model_args'] is not cfg['model_args']
+    untouched = [k for k, v in cfg.items() if isinstance(v, dict) and k not in ('optimizer', 'model_args')]
+    assert untouched and all(out[k] is cfg[k] for k in untouched)   # shared, not deep-copied per run
+
+
+def test_mapping_overrides_keep_the_yaml_text_of_each_value():
+    ovs = overrides_from_mapping({'optimizer': {'lr': 1e-06}, 'a': -0.0, 'b': 0.0, 'c': [1, 2.5], 'd': ' x ',
+                                  'e': None, 'f': True, 'g': 1})
+    assert [(o.key, o.text) for o in ovs] == [('optimizer.lr', '1.0e-06'), ('a', '-0.0'), ('b', '0.0'),
+                                              ('c', '[1, 2.5]'), ('d', 'x'), ('e', 'null'), ('f', 'true'),
+                                              ('g', '1')]
+    assert overrides_from_mapping({'a': -0.0})[0].text == '-0.0'   # cached per type and spelling

@@ -10,7 +10,6 @@ release switches), which the model's constructor checks.
 """
 from __future__ import annotations
 
-import copy
 import difflib
 import re
 from dataclasses import dataclass
@@ -88,9 +87,23 @@ def overrides_from_mapping(values: dict[str, Any], prefix: str = '') -> list[Ove
         if isinstance(value, dict) and value:
             out += overrides_from_mapping(value, dotted + '.')
         else:
-            text = value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip()
-            out.append(Override(dotted, text.removesuffix('\n...').strip(), value))
+            text = value.removesuffix('\n...').strip() if isinstance(value, str) else _yaml_text(value)
+            out.append(Override(dotted, text, value))
     return out
+
+
+_TEXTS: dict[tuple[type, str], str] = {}   # a sweep repeats each grid value once per seed
+
+
+def _yaml_text(value: Any) -> str:
+    """`value` written as YAML flow text (how the file would spell it), cached for scalars."""
+    key = (type(value), repr(value)) if isinstance(value, (int, float, type(None))) else None
+    if key in _TEXTS:
+        return _TEXTS[key]
+    text = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('\n...').strip()
+    if key is not None:
+        _TEXTS[key] = text
+    return text
 
 
 def nearest(word: str, choices: list[str]) -> str:
@@ -158,8 +171,12 @@ def _option_value(ov: Override) -> Any:
 
 
 def apply_overrides(cfg: dict[str, Any], overrides: list[Override]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(a copy of `cfg` with `overrides` applied, {dotted key: new value} of what changed)."""
-    out = copy.deepcopy(cfg)
+    """(`cfg` with `overrides` applied, {dotted key: new value} of what changed).
+
+    `cfg` is left unchanged: the result is a new top-level dict in which only the mappings on an
+    overridden key's path are copied; untouched subtrees are shared with `cfg` (building a
+    2,000-run sweep no longer deep-copies the whole config per step, issue 21 item 9)."""
+    out = dict(cfg)
     changed: dict[str, Any] = {}
     for ov in overrides:
         parts = ov.key.split('.')
@@ -192,5 +209,7 @@ def apply_overrides(cfg: dict[str, Any], overrides: list[Override]) -> tuple[dic
                     changed[ov.key] = value
                 node[part] = value
             else:
+                if isinstance(node[part], dict):   # copied before it is written into
+                    node[part] = dict(node[part])
                 node = node[part]
     return out, changed
