@@ -20,6 +20,7 @@ from semiseg.data.datasets import DATASETS, dataset_info
 from semiseg.data.errors import DataError
 from semiseg.engine.config_check import ALLSPARK_SWITCH, validate_config
 from semiseg.methods.registry import METHODS, method_info
+from semiseg.utils.dotted import dotted_get
 from semiseg.utils.labels import IGNORE_INDEX
 from semiseg.utils.model_registry import model_info
 
@@ -260,22 +261,12 @@ def with_overrides(cfg: dict[str, Any], overrides: list[Override], data_root: st
             {k: v for k, v in out.items() if k != 'reduce_zero_label'}
     out['name'] = renamed(cfg, out, changed)
     if isinstance(out.get('sweep'), dict):   # a file run's record stays true to its config
-        out['sweep'] = {k: v for k, v in ((k, _dotted_get(out, k)) for k in out['sweep']) if v is not _MISSING}
+        out['sweep'] = {k: v for k, v in ((k, dotted_get(out, k, _MISSING)) for k in out['sweep']) if v is not _MISSING}
     validate_config(out)
     return out
 
 
 _MISSING = object()
-
-
-def _dotted_get(cfg: dict[str, Any], key: str) -> Any:
-    """cfg's value at a dotted key, or _MISSING."""
-    node: Any = cfg
-    for part in key.split('.'):
-        if not isinstance(node, dict) or part not in node:
-            return _MISSING
-        node = node[part]
-    return node
 
 
 def with_seed(cfg: dict[str, Any], seed: int) -> dict[str, Any]:

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from semiseg.utils.dotted import dotted_get
+
 from . import allspark, demo, semivl, unimatch, unimatch_v2
 from .config import _set_after, build_config, with_overrides, with_seed
 from .files import ExperimentFileError, FileExperiment, experiment_files, load_experiment_file
@@ -168,13 +170,6 @@ def get_runs(exp_id: int, data_root: str | None = None) -> list[dict[str, Any]]:
     return [build_config(p, data_root) for p in exp.params()]
 
 
-def _dotted(cfg: dict[str, Any], key: str) -> Any:
-    node: Any = cfg
-    for part in key.split('.'):
-        node = node[part]
-    return node
-
-
 def _file_runs(exp: FileExperiment, data_root: str | None) -> list[dict[str, Any]]:
     """Each run: its base run's config with the file's overrides (one step, so the name's hash covers
     them all), then its seed; `exp` is the file's id and `sweep` holds the swept values."""
@@ -191,5 +186,5 @@ def _file_runs(exp: FileExperiment, data_root: str | None) -> list[dict[str, Any
             what = str(err).removeprefix('--cfg-options ')   # the file's keys, not the command line's
             raise ExperimentFileError(f'{exp.path}: run {index}{f" ({swept})" if swept else ""}: {what}') from None
         cfg['exp'] = exp.exp_id
-        cfgs.append(_set_after(cfg, 'name', 'sweep', {k: _dotted(cfg, k) for k in run.sweep}))
+        cfgs.append(_set_after(cfg, 'name', 'sweep', {k: dotted_get(cfg, k) for k in run.sweep}))
     return cfgs

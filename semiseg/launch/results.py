@@ -48,6 +48,7 @@ from semiseg.data.datasets import DATASETS
 from semiseg.experiments.identity import repeat_key
 from semiseg.experiments.published import Published, published_for, report_rule, reproduced_paper
 from semiseg.methods.registry import REPORT_RULES
+from semiseg.utils.dotted import dotted_get
 from semiseg.utils.timefmt import format_duration
 
 from .job import slurm_job_id
@@ -202,15 +203,6 @@ def run_label(runs: Sequence[int]) -> str:
 
 
 # ----------------------------------------------------------------------------- folders
-def _dotted(cfg: dict[str, Any], key: str) -> Any:
-    node: Any = cfg
-    for part in key.split('.'):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def folder_numbers(files: FolderFiles) -> dict[str, float | None]:
     """REPORT_RULES -> mIoU of one folder: results.json when finished, else state.json's latest
     evaluation (best_miou is 0.0 there until the first evaluation: None then)."""
@@ -320,7 +312,7 @@ def _fill_sweeps(rows: list[RunResult], cfgs: list[dict[str, Any]]) -> None:
     for row, cfg in zip(rows, cfgs):
         for key in keys:
             if key not in row.sweep:
-                row.sweep[key] = _dotted(cfg, key)
+                row.sweep[key] = dotted_get(cfg, key)
         row.sweep = {k: row.sweep[k] for k in keys}
 
 
