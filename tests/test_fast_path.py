@@ -201,19 +201,36 @@ def test_bf16_autocast_forward_and_guidance_on_the_tiny_model(tiny_vlm):
     assert (labels == ref_labels).float().mean() >= 0.98
 
 
+# bf16 convolutions without mkldnn's bf16 kernels (this 2-core CI machine) take torch's slow
+# reference path: the golden forward then costs ~95 s of the suite's 10 minutes (measured)
+NATIVE_BF16_CONV = torch.cuda.is_available() or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 def test_bf16_golden_guidance_agrees_with_the_release():
-    """The exp-40 golden model under bf16 autocast: guidance labels against the release's fp32
-    labels (>= 99%); the segmentation logits within bf16 error of the release's. The argmax of
-    these synthetic weights is not a useful check: their top-2 logit margins (median 4e-4) are
-    far below bf16's rounding of the logits (about 1e-2), so it agrees on about half the pixels."""
+    """The exp-40 golden guidance encoder under bf16 autocast: guidance labels against the release's
+    fp32 labels (>= 99%)."""
     require_reference()
     model, ref = golden_model(), golden()
     x = torch.from_numpy(ref['sq_input'])
     with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
-        logits = model(x)
         labels = model.guidance_labels(x, 0.5)
     assert agreement(labels, ref['sq_maskclip_t05']) >= 0.99
-    sub = logits[:, :, ::8, ::8].float()
+
+
+@pytest.mark.skipif(not NATIVE_BF16_CONV, reason='bf16 convolutions are emulated on this CPU (~95 s); '
+                    'the tiny-model bf16 test covers the same path')
+def test_bf16_golden_logits_are_within_bf16_error_of_the_release():
+    """The exp-40 golden model's segmentation logits under bf16 autocast, within bf16 error of the
+    release's fp32 logits. The argmax of these synthetic weights is not a useful check: their top-2
+    logit margins (median 4e-4) are far below bf16's rounding of the logits (about 1e-2), so it
+    agrees on about half the pixels."""
+    require_reference()
+    model, ref = golden_model(), golden()
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    x = torch.from_numpy(ref['sq_input']).to(device)
+    with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16):
+        logits = model.to(device)(x)
+    sub = logits[:, :, ::8, ::8].float().cpu()
     target = torch.from_numpy(ref['sq_logits_s8'])
     assert ((sub - target).norm() / target.norm()) < 0.03
 
