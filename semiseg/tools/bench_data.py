@@ -23,7 +23,6 @@ partner seconds per sample) / T.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from semiseg.data.semi_dataset import AugConfig, SemiDataset
 from semiseg.data.voc_like import make_voc_like
 from semiseg.engine.loaders import STREAM_LABELED, STREAM_PARTNER, STREAM_UNLABELED, seed_sample
 from semiseg.utils.cli import OneLineParser, output_file
+from semiseg.utils.files import atomic_write_json
 
 PATHS = {'release': {}, 'fast': {'augment': 'fast'},
          'device': {'augment': 'fast', 'photometric_device': True},
@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_report(result))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1))
+        atomic_write_json(args.out, result)
     return 0
 
 
